@@ -1,0 +1,144 @@
+#include "quant.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core_err.h"
+#include "quant_impl.h"
+
+#define QUANT_T(t, nm, b, sz, act) [t] = {nm, b, sz, act}
+static const quant_traits quant_table[QT_COUNT] = {
+    QUANT_T(QT_F32, "f32", 1, 4, QT_F32),
+    QUANT_T(QT_F16, "f16", 1, 2, QT_F32),
+    QUANT_T(QT_BF16, "bf16", 1, 2, QT_F32),
+    QUANT_T(QT_Q4_0, "q4_0", QK4_0, sizeof(quant_block_q4_0), QT_Q8_0),
+    QUANT_T(QT_Q4_1, "q4_1", QK4_1, sizeof(quant_block_q4_1), QT_Q8_1),
+    QUANT_T(QT_Q5_0, "q5_0", QK5_0, sizeof(quant_block_q5_0), QT_Q8_0),
+    QUANT_T(QT_Q5_1, "q5_1", QK5_1, sizeof(quant_block_q5_1), QT_Q8_1),
+    QUANT_T(QT_Q8_0, "q8_0", QK8_0, sizeof(quant_block_q8_0), QT_Q8_0),
+    QUANT_T(QT_Q8_1, "q8_1", QK8_1, sizeof(quant_block_q8_1), -1),
+    QUANT_T(QT_Q4_K, "q4_K", QK_K, sizeof(quant_block_q4_K), QT_Q8_K),
+    QUANT_T(QT_Q5_K, "q5_K", QK_K, sizeof(quant_block_q5_K), QT_Q8_K),
+    QUANT_T(QT_Q6_K, "q6_K", QK_K, sizeof(quant_block_q6_K), QT_Q8_K),
+    QUANT_T(QT_Q8_K, "q8_K", QK_K, sizeof(quant_block_q8_K), -1),
+};
+
+const quant_traits *quant_traits_of(int type)
+{
+    if (type < 0 || type >= QT_COUNT || !quant_table[type].name)
+        return NULL;
+    return &quant_table[type];
+}
+
+size_t quant_row_size(int type, int64_t n)
+{
+    const quant_traits *t = quant_traits_of(type);
+    if (!t || n < 0 || n % t->blck)
+        return 0;
+    return (size_t)(n / t->blck) * t->type_size;
+}
+
+float quant_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp == 0) {
+        /* zero or subnormal: value = man * 2^-24 */
+        float f = (float)man * 0x1p-24f;
+        return sign ? -f : f;
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t quant_f32_to_f16(float f)
+{
+    /* Round to nearest even, as the F16C instruction does. */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or nan */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow */
+        return (uint16_t)(sign | 0x7c00);
+    if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        float a;
+        memcpy(&a, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 0x1p24f));
+    }
+    uint32_t mant = ax & 0x7fffff, exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+float quant_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t quant_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) /* nan: keep it quiet */
+        return (uint16_t)((x >> 16) | 64);
+    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+int quant_dequantize_row(int type, const void *src, float *dst, int64_t n)
+{
+    int rc = quant_dequantize_legacy(type, src, dst, n);
+    return rc == CORE_EUNSUPPORTED ? quant_dequantize_k(type, src, dst, n) : rc;
+}
+
+int quant_quantize_row(int type, const float *src, void *dst, int64_t n)
+{
+    int rc = quant_quantize_legacy(type, src, dst, n);
+    return rc == CORE_EUNSUPPORTED ? quant_quantize_k(type, src, dst, n) : rc;
+}
+
+static quant_kernels quant_k_scalar = {.isa = "scalar"};
+static quant_kernels quant_k_avx2 = {.isa = "avx2"};
+static int quant_have_avx2;
+static pthread_once_t quant_once = PTHREAD_ONCE_INIT;
+
+static void quant_init_tables(void)
+{
+    quant_fill_scalar_legacy(&quant_k_scalar);
+    quant_fill_scalar_k(&quant_k_scalar);
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    quant_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    quant_k_avx2 = quant_k_scalar;
+    quant_k_avx2.isa = "avx2";
+    quant_fill_avx2_legacy(&quant_k_avx2);
+    quant_fill_avx2_k(&quant_k_avx2);
+#endif
+    /* A NEON table would be filled here under __aarch64__. */
+}
+
+const quant_kernels *quant_kernels_for(const char *isa)
+{
+    pthread_once(&quant_once, quant_init_tables);
+    if (isa && !strcmp(isa, "scalar"))
+        return &quant_k_scalar;
+    if (isa && strcmp(isa, "avx2"))
+        return NULL;
+    if (quant_have_avx2)
+        return &quant_k_avx2;
+    return isa ? NULL : &quant_k_scalar;
+}

@@ -1,0 +1,72 @@
+/* cfg.h: the pool's configuration (libconfig), loaded and validated whole.
+ *
+ * Every problem is reported as "FILE:LINE: what is wrong" (the line of the
+ * offending setting, or of the parse error); unknown settings are errors, so
+ * a typo never silently falls back to a default. Relative paths are resolved
+ * against the directory of the config file.
+ *
+ * Ownership: cfg_load() returns a cfg the caller frees with cfg_free(); all
+ * strings in it are owned by it. A loaded cfg is read-only.
+ */
+#ifndef CFG_H
+#define CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "elog.h"
+
+#define CFG_MAX_WORKERS 64
+#define CFG_MAX_MODELS 8
+
+typedef struct {
+    char *id;            /* the name requests use in "model" */
+    char *path;          /* absolute GGUF path */
+    char *chat_template; /* NULL: detect from the model ("auto") */
+    int threads;         /* 0: one per online CPU */
+    int n_ctx;           /* 0: the model's own */
+} cfg_model;
+
+typedef struct {
+    char *id;           /* EDGEGATE_CLIENT value */
+    int max_tokens_cap; /* replaces limits.max_tokens_cap for this client */
+} cfg_client;
+
+typedef struct {
+    long max_body_bytes;
+    int default_max_tokens; /* when a request names none */
+    int max_tokens_cap;     /* upper bound on any request's max_tokens */
+    int deadline_ms;        /* generation deadline per request; 0: none */
+    int max_messages;
+} cfg_limits;
+
+typedef struct {
+    char *file;         /* the config file as given */
+    char *socket;       /* absolute path of the FastCGI unix socket */
+    char *socket_group; /* NULL: leave the group alone */
+    gid_t socket_gid;
+    unsigned socket_mode;
+    char *pid_file; /* NULL: none */
+    char *log_file; /* NULL: stderr */
+    elog_level log_level;
+    int workers;
+    int shutdown_timeout_ms;
+    cfg_model *models; /* models[0] is the default */
+    size_t n_models;
+    cfg_limits limits;
+    cfg_client *clients;
+    size_t n_clients;
+} cfg;
+
+int cfg_load(const char *path, cfg **out, char *msg, size_t msg_size);
+/* Same from text; name is used in messages, base_dir for relative paths. */
+int cfg_parse_string(const char *text, const char *name, const char *base_dir, cfg **out,
+                     char *msg, size_t msg_size);
+void cfg_free(cfg *c); /* NULL is a no-op */
+
+const cfg_model *cfg_find_model(const cfg *c, const char *id);
+/* The max_tokens cap for a client id (NULL or unknown: the global cap). */
+int cfg_client_cap(const cfg *c, const char *client);
+
+#endif

@@ -1,0 +1,139 @@
+/* elog.c: see elog.h. */
+#include "elog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core_err.h"
+#include "json.h"
+#include "sbuf.h"
+
+static int elog_fd = STDERR_FILENO;
+static elog_level elog_cur = ELOG_INFO;
+
+int elog_open(const char *path, elog_level level, char *msg, size_t msg_size)
+{
+    int fd = STDERR_FILENO;
+    if (path && strcmp(path, "-") != 0) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return core_errf(CORE_EIO, msg, msg_size, "cannot open log file %s: %s", path,
+                             strerror(errno));
+    }
+    if (elog_fd != STDERR_FILENO)
+        close(elog_fd);
+    elog_fd = fd;
+    elog_cur = level;
+    return CORE_OK;
+}
+
+void elog_close(void)
+{
+    if (elog_fd != STDERR_FILENO)
+        close(elog_fd);
+    elog_fd = STDERR_FILENO;
+}
+
+void elog_set_level(elog_level level)
+{
+    elog_cur = level;
+}
+
+bool elog_enabled(elog_level level)
+{
+    return level <= elog_cur;
+}
+
+int elog_level_parse(const char *s, elog_level *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (elog_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+static void elog_begin(sbuf *b, elog_level level)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[40];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    sbuf_printf(b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%ld", when,
+                ts.tv_nsec / 1000000, names[level], (long)getpid());
+}
+
+static void elog_end(sbuf *b)
+{
+    sbuf_puts(b, "}\n");
+    if (b->oom)
+        return;
+    /* One write per line: O_APPEND keeps lines from all processes whole. */
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = write(elog_fd, b->data + off, b->len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+void elog_fields(elog_level level, const char *msg, const elog_field *f, size_t n)
+{
+    if (!elog_enabled(level))
+        return;
+    sbuf b;
+    sbuf_init(&b);
+    elog_begin(&b, level);
+    sbuf_puts(&b, ",\"msg\":");
+    json_put_str(&b, msg, strlen(msg));
+    for (size_t i = 0; i < n; i++) {
+        sbuf_putc(&b, ',');
+        json_put_str(&b, f[i].key, strlen(f[i].key));
+        sbuf_putc(&b, ':');
+        switch (f[i].type) {
+        case ELOG_T_STR:
+            if (f[i].s)
+                json_put_str(&b, f[i].s, strlen(f[i].s));
+            else
+                sbuf_puts(&b, "null");
+            break;
+        case ELOG_T_INT: sbuf_printf(&b, "%lld", f[i].i); break;
+        case ELOG_T_DBL:
+            if (isfinite(f[i].d))
+                sbuf_printf(&b, "%.6g", f[i].d);
+            else
+                sbuf_puts(&b, "null");
+            break;
+        case ELOG_T_BOOL: sbuf_puts(&b, f[i].i ? "true" : "false"); break;
+        }
+    }
+    elog_end(&b);
+    sbuf_free(&b);
+}
+
+void elog_msg(elog_level level, const char *fmt, ...)
+{
+    if (!elog_enabled(level))
+        return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    elog_fields(level, text, NULL, 0);
+}

@@ -1,0 +1,32 @@
+/* health.h: the GET /health body and the NPU temperature probe.
+ *
+ * Ownership: all arguments are borrowed for the call.
+ */
+#ifndef HEALTH_H
+#define HEALTH_H
+
+#include <stdbool.h>
+
+#include "metrics.h"
+#include "sbuf.h"
+
+typedef struct {
+    const char *model_id;   /* the default model */
+    bool model_loaded;      /* in the worker answering */
+    int workers_alive, workers_configured;
+    bool has_temp;
+    double npu_temp_c;
+    long long queue_depth;  /* requests in flight over all workers */
+} health_status;
+
+/* Reads DIR/thermal_zoneN/temp (millidegrees) of the first zone whose type
+ * names an NPU ("npu", "nsp"). dir NULL: /sys/class/thermal. Returns
+ * CORE_OK, or CORE_ENOTFOUND when there is no such zone. */
+int health_npu_temp(const char *dir, double *celsius);
+
+/* {"status":"ok"|"degraded"|"unavailable", "model":{"id","loaded"},
+ *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n}
+ * Returns the HTTP status to send: 200, or 503 when no model is loaded here. */
+int health_render(const health_status *h, sbuf *out);
+
+#endif

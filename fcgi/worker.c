@@ -1,0 +1,768 @@
+/* worker.c: the FastCGI accept loop and the HTTP endpoints; see worker.h.
+ *
+ * Input: FastCGI requests from nginx (libfcgi parses the records). The
+ * params used: REQUEST_METHOD, DOCUMENT_URI (else SCRIPT_NAME, else
+ * REQUEST_URI without its query), CONTENT_LENGTH, REQUEST_ID,
+ * EDGEGATE_CLIENT, EDGEGATE_ADMIN, REMOTE_ADDR.
+ *
+ * Signals: SIGTERM/SIGINT stay blocked except while the worker waits in
+ * ppoll() for a connection, so a stop never interrupts a request's I/O and
+ * never gets lost between "check the flag" and "wait". The listening socket
+ * is non-blocking: when another worker wins the accept, FCGX_Accept_r()
+ * returns -EAGAIN and we go back to ppoll(). SIGALRM carries the generation
+ * deadline into core_abort().
+ */
+#define _GNU_SOURCE /* ppoll */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "core.h"
+#include "elog.h"
+#include "health.h"
+#include "req.h"
+#include "resp.h"
+#include "sbuf.h"
+
+static volatile sig_atomic_t worker_stop;
+static volatile sig_atomic_t worker_deadline_fired;
+static core_model *volatile worker_busy_model; /* the model the deadline aborts */
+
+typedef struct {
+    const worker_params *p;
+    const cfg *cfg;
+    core_model *models[CFG_MAX_MODELS];
+    int n_ctx[CFG_MAX_MODELS];
+    const char *ids[CFG_MAX_MODELS];
+    arena *arena;
+    sbuf body;  /* response body */
+    sbuf chunk; /* one SSE event */
+    double temp_c;
+    bool has_temp;
+    long long temp_read_ms;
+} worker_state;
+
+/* What one request did, for its log line and the metrics. */
+typedef struct {
+    FCGX_Request *r;
+    char req_id[72];
+    const char *method, *path, *client, *remote;
+    metrics_endpoint ep;
+    int status;
+    const char *model;
+    const char *finish;
+    long long prompt_tokens, completion_tokens;
+    long long gen_us;
+    bool stream, deadline_hit, disconnected;
+    bool headers_sent;
+    const char *error; /* short reason for the log */
+} worker_req;
+
+static long long worker_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void worker_on_stop(int sig)
+{
+    (void)sig;
+    worker_stop = 1;
+}
+
+static void worker_on_alarm(int sig)
+{
+    (void)sig;
+    worker_deadline_fired = 1;
+    core_model *m = worker_busy_model;
+    if (m)
+        core_abort(m);
+}
+
+static void worker_arm_deadline(long long us)
+{
+    struct itimerval it = {0};
+    if (us > 0) {
+        it.it_value.tv_sec = us / 1000000;
+        it.it_value.tv_usec = us % 1000000;
+    }
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static const char *worker_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+/* FCGX_FPrintF has no %zu and truncates silently: format here, PutStr there. */
+static int worker_put(worker_req *q, const char *s, size_t n)
+{
+    if (q->disconnected)
+        return -1;
+    if (n && FCGX_PutStr(s, (int)n, q->r->out) != (int)n) {
+        q->disconnected = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int worker_flush(worker_req *q)
+{
+    if (q->disconnected || FCGX_FFlush(q->r->out) != 0) {
+        q->disconnected = true;
+        return -1;
+    }
+    return 0;
+}
+
+/* extra: more header lines, each ending in \r\n (or NULL). */
+static int worker_headers(worker_req *q, int status, const char *type, long long length,
+                          const char *extra)
+{
+    char h[1024];
+    int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n",
+                     status, worker_reason(status), type, q->req_id);
+    if (length >= 0 && n > 0 && (size_t)n < sizeof(h))
+        n += snprintf(h + n, sizeof(h) - (size_t)n, "Content-Length: %lld\r\n", length);
+    if (extra && n > 0 && (size_t)n < sizeof(h))
+        n += snprintf(h + n, sizeof(h) - (size_t)n, "%s", extra);
+    if (n > 0 && (size_t)n < sizeof(h) - 2)
+        n += snprintf(h + n, sizeof(h) - (size_t)n, "\r\n");
+    else
+        return -1;
+    q->status = status;
+    q->headers_sent = true;
+    return worker_put(q, h, (size_t)n);
+}
+
+static void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
+                        const char *extra)
+{
+    size_t len = body->data ? body->len : 0;
+    if (worker_headers(q, status, type, (long long)len, extra) == 0)
+        worker_put(q, body->data ? body->data : "", len);
+}
+
+static void worker_send_error(worker_state *w, worker_req *q, const api_error *e,
+                              const char *extra)
+{
+    sbuf_clear(&w->body);
+    resp_error(&w->body, e);
+    if (!q->error)
+        q->error = e->message;
+    worker_send(q, e->status, "application/json", &w->body, extra);
+}
+
+static void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
+                        const char *fmt, const char *arg)
+{
+    api_error e;
+    api_fail(&e, status, NULL, code, fmt, arg);
+    worker_send_error(w, q, &e, NULL);
+}
+
+/* ---- request plumbing -------------------------------------------------- */
+
+static const char *worker_param(worker_req *q, const char *name)
+{
+    return FCGX_GetParam(name, q->r->envp);
+}
+
+/* nginx's $request_id is 32 hex digits; anything odd is replaced, since it
+ * goes into a header and the log. */
+static void worker_request_id(worker_req *q)
+{
+    const char *id = worker_param(q, "REQUEST_ID");
+    size_t n = id ? strlen(id) : 0;
+    bool ok = n > 0 && n < 65;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+             (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '-' || id[i] == '_' || id[i] == '.';
+    if (ok) {
+        memcpy(q->req_id, id, n + 1);
+        return;
+    }
+    unsigned char r[16];
+    if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        long long t = worker_now_us() ^ ((long long)getpid() << 40);
+        memcpy(r, &t, 8);
+        memcpy(r + 8, &t, 8);
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(q->req_id + 2 * i, 3, "%02x", r[i]);
+}
+
+/* Reads the body into the arena. Returns 0, or sends the error itself. */
+static int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *len)
+{
+    long max = w->cfg->limits.max_body_bytes;
+    const char *cl = worker_param(q, "CONTENT_LENGTH");
+    long want = -1;
+    if (cl && *cl) {
+        char *end;
+        errno = 0;
+        want = strtol(cl, &end, 10);
+        if (errno || *end || want < 0) {
+            worker_fail(w, q, 400, "invalid_request", "Invalid Content-Length.%s", "");
+            return -1;
+        }
+        if (want > max) {
+            api_error e;
+            api_fail(&e, 413, NULL, "request_too_large",
+                     "The request body is %ld bytes; the limit is %ld.", want, max);
+            worker_send_error(w, q, &e, NULL);
+            return -1;
+        }
+    }
+    size_t cap = want >= 0 ? (size_t)want : (size_t)max + 1;
+    char *buf = arena_alloc(w->arena, cap + 1);
+    if (!buf) {
+        worker_fail(w, q, 500, NULL, "Out of memory.%s", "");
+        return -1;
+    }
+    size_t got = 0;
+    while (got < cap) {
+        int n = FCGX_GetStr(buf + got, (int)(cap - got), q->r->in);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (want < 0 && got > (size_t)max) {
+        api_error e;
+        api_fail(&e, 413, NULL, "request_too_large", "The request body exceeds %ld bytes.", max);
+        worker_send_error(w, q, &e, NULL);
+        return -1;
+    }
+    if (want >= 0 && got < (size_t)want) {
+        worker_fail(w, q, 400, "invalid_request", "The request body is shorter than its Content-Length.%s", "");
+        return -1;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* ---- /v1/chat/completions ---------------------------------------------- */
+
+typedef struct {
+    worker_state *w;
+    worker_req *q;
+    const resp_meta *meta;
+    const req_chat *rq;
+    sbuf *text;          /* non-streaming: the whole answer */
+    long long deadline;  /* monotonic us; 0: none */
+} worker_gen;
+
+static int worker_on_token(void *user, int32_t tok, const char *text, size_t len)
+{
+    (void)tok;
+    worker_gen *g = user;
+    if (g->rq->stream) {
+        if (len) {
+            sbuf_clear(&g->w->chunk);
+            if (resp_sse_text(&g->w->chunk, g->meta, text, len, g->rq->include_usage) != 0)
+                return 1;
+            if (worker_put(g->q, g->w->chunk.data, g->w->chunk.len) || worker_flush(g->q))
+                return 1; /* the client went away: stop spending the CPU on it */
+        }
+    } else if (len && sbuf_put(g->text, text, len)) {
+        return 1;
+    }
+    if (g->deadline && worker_now_us() >= g->deadline) {
+        g->q->deadline_hit = true;
+        return 1;
+    }
+    return 0;
+}
+
+static uint64_t worker_random_seed(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
+        s = (uint64_t)worker_now_us() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    return s;
+}
+
+static int worker_context_error(worker_state *w, worker_req *q, int n_ctx, size_t n_prompt)
+{
+    api_error e;
+    api_fail(&e, 400, "messages", "context_length_exceeded",
+             "This model's maximum context length is %d tokens. However, your messages "
+             "resulted in %zu tokens.",
+             n_ctx, n_prompt);
+    worker_send_error(w, q, &e, NULL);
+    return -1;
+}
+
+static void worker_chat(worker_state *w, worker_req *q, long long t0)
+{
+    const cfg *c = w->cfg;
+    char msg[256] = "";
+    api_error e;
+    char *body;
+    size_t body_len;
+    if (worker_read_body(w, q, &body, &body_len))
+        return;
+
+    req_chat rq;
+    req_limits lim = {.max_messages = (size_t)c->limits.max_messages,
+                      .models = w->ids,
+                      .n_models = c->n_models};
+    int rc = req_parse_chat(w->arena, body, body_len, &lim, &rq, &e);
+    if (rc != CORE_OK) {
+        worker_send_error(w, q, &e, NULL);
+        return;
+    }
+    q->model = rq.model;
+    q->stream = rq.stream;
+    size_t mi = 0;
+    while (mi < c->n_models && strcmp(w->ids[mi], rq.model) != 0)
+        mi++;
+    core_model *m = mi < c->n_models ? w->models[mi] : NULL;
+    if (!m) {
+        worker_fail(w, q, 503, "model_unavailable",
+                    "The model '%.64s' failed to load on this worker; see the pool's log.",
+                    rq.model);
+        return;
+    }
+
+    int cap = cfg_client_cap(c, q->client);
+    long max_tokens = rq.max_tokens ? rq.max_tokens : c->limits.default_max_tokens;
+    if (max_tokens > cap)
+        max_tokens = cap;
+
+    /* Render the chat template (special tokens as text), then tokenize with
+     * special tokens parsed, as llama.cpp's server does. */
+    size_t want = 512, plen = 0;
+    for (size_t i = 0; i < rq.n_msgs; i++)
+        want += strlen(rq.msgs[i].content) + 64;
+    char *prompt = arena_alloc(w->arena, want);
+    rc = prompt ? core_chat_format(m, rq.msgs, rq.n_msgs, true, prompt, want, &plen)
+                : CORE_ENOMEM;
+    if (rc == CORE_EINVAL && plen >= want) {
+        want = plen + 1;
+        prompt = arena_alloc(w->arena, want);
+        rc = prompt ? core_chat_format(m, rq.msgs, rq.n_msgs, true, prompt, want, &plen)
+                    : CORE_ENOMEM;
+    }
+    if (rc != CORE_OK) {
+        worker_fail(w, q, 500, NULL, "Could not apply the chat template: %s.", core_strerror(rc));
+        return;
+    }
+    size_t tcap = plen + 8, n_prompt = 0;
+    int32_t *toks = arena_alloc(w->arena, tcap * sizeof(int32_t));
+    rc = toks ? core_tokenize(m, prompt, plen, true, true, toks, tcap, &n_prompt) : CORE_ENOMEM;
+    if (rc == CORE_EINVAL && n_prompt > tcap) {
+        tcap = n_prompt;
+        toks = arena_alloc(w->arena, tcap * sizeof(int32_t));
+        rc = toks ? core_tokenize(m, prompt, plen, true, true, toks, tcap, &n_prompt)
+                  : CORE_ENOMEM;
+    }
+    if (rc != CORE_OK) {
+        worker_fail(w, q, 500, NULL, "Could not tokenize the prompt: %s.", core_strerror(rc));
+        return;
+    }
+    q->prompt_tokens = (long long)n_prompt;
+    /* Room for at least one generated token. */
+    if (n_prompt + 1 > (size_t)w->n_ctx[mi]) {
+        worker_context_error(w, q, w->n_ctx[mi], n_prompt);
+        return;
+    }
+
+    long long deadline = 0;
+    if (c->limits.deadline_ms > 0) {
+        deadline = t0 + (long long)c->limits.deadline_ms * 1000;
+        long long left = deadline - worker_now_us();
+        worker_arm_deadline(left > 0 ? left : 1);
+    }
+    worker_deadline_fired = 0;
+    worker_busy_model = m;
+
+    core_reset(m);
+    rc = core_prefill(m, toks, n_prompt, msg, sizeof(msg));
+    if (rc == CORE_ECONTEXT) {
+        worker_busy_model = NULL;
+        worker_arm_deadline(0);
+        worker_context_error(w, q, w->n_ctx[mi], n_prompt);
+        return;
+    }
+    bool prefill_cut = rc == CORE_EABORTED || (rc == CORE_OK && deadline && worker_now_us() >= deadline);
+    if (rc != CORE_OK && rc != CORE_EABORTED) {
+        worker_busy_model = NULL;
+        worker_arm_deadline(0);
+        q->error = msg;
+        worker_fail(w, q, 500, NULL, "Prefill failed: %s.", core_strerror(rc));
+        return;
+    }
+
+    char cid[96];
+    snprintf(cid, sizeof(cid), "chatcmpl-%s", q->req_id);
+    resp_meta meta = {.id = cid, .created = (long long)time(NULL), .model = rq.model};
+    sbuf text;
+    sbuf_init(&text);
+    if (rq.stream) {
+        if (worker_headers(q, 200, "text/event-stream", -1,
+                           "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") == 0) {
+            sbuf_clear(&w->chunk);
+            resp_sse_role(&w->chunk, &meta, rq.include_usage);
+            if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
+                worker_flush(q);
+        }
+    }
+
+    core_gen_result res = {0, CORE_FINISH_LENGTH};
+    rc = CORE_OK;
+    if (prefill_cut) {
+        q->deadline_hit = true;
+    } else if (!q->disconnected) {
+        core_gen_params gp = {.max_tokens = (int)max_tokens,
+                              .sampling = core_default_sampling(),
+                              .stop = rq.stop,
+                              .n_stop = rq.n_stop};
+        gp.sampling.temperature = (float)rq.temperature;
+        gp.sampling.top_p = (float)rq.top_p;
+        gp.sampling.frequency_penalty = (float)rq.frequency_penalty;
+        gp.sampling.presence_penalty = (float)rq.presence_penalty;
+        gp.sampling.seed = rq.has_seed ? rq.seed : worker_random_seed();
+        worker_gen g = {.w = w, .q = q, .meta = &meta, .rq = &rq, .text = &text,
+                        .deadline = deadline};
+        long long g0 = worker_now_us();
+        rc = core_generate(m, &gp, worker_on_token, &g, &res, msg, sizeof(msg));
+        q->gen_us = worker_now_us() - g0;
+        q->completion_tokens = (long long)res.n_tokens;
+        if (worker_deadline_fired && res.finish == CORE_FINISH_ABORT)
+            q->deadline_hit = true;
+    }
+    worker_busy_model = NULL;
+    worker_arm_deadline(0);
+
+    const char *finish = q->deadline_hit || res.finish == CORE_FINISH_LENGTH ? "length" : "stop";
+    q->finish = finish;
+    resp_usage usage = {q->prompt_tokens, q->completion_tokens};
+    if (q->disconnected) {
+        q->status = 499;
+        q->finish = "disconnected";
+        elog_ev(ELOG_INFO, "client disconnected; generation stopped",
+                ELOG_S("request_id", q->req_id), ELOG_I("completion_tokens", q->completion_tokens));
+    } else if (rc != CORE_OK) {
+        q->error = msg;
+        api_fail(&e, 500, NULL, NULL, "Generation failed: %s.", core_strerror(rc));
+        if (rq.stream) {
+            sbuf_clear(&w->chunk);
+            resp_sse_error(&w->chunk, &e);
+            resp_sse_done(&w->chunk);
+            worker_put(q, w->chunk.data, w->chunk.len);
+            q->status = 500;
+        } else {
+            worker_send_error(w, q, &e, NULL);
+        }
+    } else if (rq.stream) {
+        sbuf_clear(&w->chunk);
+        resp_sse_finish(&w->chunk, &meta, finish, rq.include_usage, q->deadline_hit);
+        if (rq.include_usage)
+            resp_sse_usage(&w->chunk, &meta, &usage);
+        resp_sse_done(&w->chunk);
+        if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
+            worker_flush(q);
+    } else if (text.oom) {
+        worker_fail(w, q, 500, NULL, "Out of memory.%s", "");
+    } else {
+        sbuf_clear(&w->body);
+        resp_completion(&w->body, &meta, text.data, text.len, finish, &usage, q->deadline_hit);
+        worker_send(q, 200, "application/json", &w->body,
+                    q->deadline_hit ? "X-Edgegate-Deadline: hit\r\n" : NULL);
+    }
+    if (q->disconnected && q->status != 499)
+        q->status = 499;
+    sbuf_free(&text);
+}
+
+/* ---- other endpoints ---------------------------------------------------- */
+
+static void worker_models(worker_state *w, worker_req *q)
+{
+    sbuf_clear(&w->body);
+    resp_models(&w->body, w->ids, w->cfg->n_models, w->p->started);
+    worker_send(q, 200, "application/json", &w->body, NULL);
+}
+
+static void worker_health(worker_state *w, worker_req *q)
+{
+    /* sysfs reads cost a few syscalls; once a second is plenty. */
+    long long now_ms = worker_now_us() / 1000;
+    if (now_ms - w->temp_read_ms >= 1000 || w->temp_read_ms == 0) {
+        w->has_temp = health_npu_temp(NULL, &w->temp_c) == CORE_OK;
+        w->temp_read_ms = now_ms;
+    }
+    metrics_summary s;
+    metrics_summarize(w->p->metrics, &s);
+    health_status h = {.model_id = w->ids[0],
+                       .model_loaded = w->models[0] != NULL,
+                       .workers_alive = s.workers_alive,
+                       .workers_configured = s.workers_configured,
+                       .has_temp = w->has_temp,
+                       .npu_temp_c = w->temp_c,
+                       /* this request itself is in flight; it does not wait */
+                       .queue_depth = s.in_flight > 0 ? s.in_flight - 1 : 0};
+    sbuf_clear(&w->body);
+    int status = health_render(&h, &w->body);
+    worker_send(q, status, "application/json", &w->body, "Cache-Control: no-store\r\n");
+}
+
+static void worker_metrics(worker_state *w, worker_req *q)
+{
+    sbuf_clear(&w->body);
+    metrics_render(w->p->metrics, &w->body);
+    worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
+}
+
+static bool worker_method(worker_state *w, worker_req *q, const char *allowed)
+{
+    const char *m = q->method;
+    if (strcmp(m, allowed) == 0 || (strcmp(allowed, "GET") == 0 && strcmp(m, "HEAD") == 0))
+        return true;
+    api_error e;
+    api_fail(&e, 405, NULL, "method_not_allowed", "Method %.16s is not allowed here; use %s.", m,
+             allowed);
+    char allow[64];
+    snprintf(allow, sizeof(allow), "Allow: %s\r\n", allowed);
+    worker_send_error(w, q, &e, allow);
+    return false;
+}
+
+static void worker_route(worker_state *w, worker_req *q, long long t0)
+{
+    const char *p = q->path;
+    if (strcmp(p, "/v1/chat/completions") == 0) {
+        q->ep = METRICS_EP_CHAT;
+        if (!worker_method(w, q, "POST"))
+            return;
+        if (!q->client || !*q->client) {
+            worker_fail(w, q, 401, "invalid_api_key", "No client identity reached the pool.%s", "");
+            return;
+        }
+        worker_chat(w, q, t0);
+    } else if (strcmp(p, "/v1/models") == 0) {
+        q->ep = METRICS_EP_MODELS;
+        if (worker_method(w, q, "GET"))
+            worker_models(w, q);
+    } else if (strcmp(p, "/health") == 0) {
+        q->ep = METRICS_EP_HEALTH;
+        if (worker_method(w, q, "GET"))
+            worker_health(w, q);
+    } else if (strcmp(p, "/metrics") == 0) {
+        q->ep = METRICS_EP_METRICS;
+        if (worker_method(w, q, "GET"))
+            worker_metrics(w, q);
+    } else if (strncmp(p, "/admin/", 7) == 0 || strcmp(p, "/admin") == 0) {
+        q->ep = METRICS_EP_ADMIN;
+        const char *admin = worker_param(q, "EDGEGATE_ADMIN");
+        if (!admin || strcmp(admin, "1") != 0)
+            worker_fail(w, q, 403, "forbidden", "The admin API needs the admin key.%s", "");
+        else
+            worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", p);
+    } else {
+        q->ep = METRICS_EP_OTHER;
+        worker_fail(w, q, 404, "not_found", "No endpoint %.64s.", p);
+    }
+}
+
+static void worker_handle(worker_state *w, FCGX_Request *r)
+{
+    long long t0 = worker_now_us();
+    metrics_request_begin(w->p->metrics, w->p->slot);
+    worker_req q = {.r = r, .ep = METRICS_EP_OTHER, .status = 500};
+    worker_request_id(&q);
+    q.method = worker_param(&q, "REQUEST_METHOD");
+    q.client = worker_param(&q, "EDGEGATE_CLIENT");
+    q.remote = worker_param(&q, "REMOTE_ADDR");
+    if (!q.method)
+        q.method = "GET";
+    const char *path = worker_param(&q, "DOCUMENT_URI");
+    if (!path || !*path)
+        path = worker_param(&q, "SCRIPT_NAME");
+    if (!path || !*path) {
+        const char *uri = worker_param(&q, "REQUEST_URI");
+        uri = uri ? uri : "/";
+        path = arena_strndup(w->arena, uri, strcspn(uri, "?"));
+    }
+    q.path = path ? path : "/";
+
+    worker_route(w, &q, t0);
+    if (!q.headers_sent && !q.disconnected)
+        worker_fail(w, &q, 500, NULL, "The request was not answered.%s", "");
+    FCGX_Finish_r(r);
+
+    long long us = worker_now_us() - t0;
+    metrics_sample s = {.endpoint = q.ep,
+                        .status = q.status,
+                        .latency_us = (uint64_t)us,
+                        .prompt_tokens = (uint64_t)q.prompt_tokens,
+                        .completion_tokens = (uint64_t)q.completion_tokens,
+                        .gen_us = (uint64_t)q.gen_us,
+                        .deadline_hit = q.deadline_hit,
+                        .disconnected = q.disconnected};
+    metrics_request_end(w->p->metrics, w->p->slot, &s);
+    elog_level lvl = q.status >= 500 ? ELOG_WARN : ELOG_INFO;
+    if (elog_enabled(lvl))
+        elog_ev(lvl, "request", ELOG_S("request_id", q.req_id), ELOG_S("client", q.client),
+                ELOG_S("remote", q.remote), ELOG_S("method", q.method),
+                ELOG_S("endpoint", metrics_endpoint_name(q.ep)), ELOG_S("path", q.path),
+                ELOG_I("status", q.status), ELOG_S("model", q.model),
+                ELOG_B("stream", q.stream), ELOG_I("prompt_tokens", q.prompt_tokens),
+                ELOG_I("completion_tokens", q.completion_tokens), ELOG_S("finish", q.finish),
+                ELOG_B("deadline_hit", q.deadline_hit), ELOG_D("ms", (double)us / 1000.0),
+                ELOG_I("slot", w->p->slot), ELOG_S("error", q.error));
+}
+
+/* ---- process ------------------------------------------------------------ */
+
+static void worker_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = worker_on_stop; /* no SA_RESTART: ppoll must return */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = worker_on_alarm;
+    sa.sa_flags = SA_RESTART; /* a deadline must not break a write to nginx */
+    sigaction(SIGALRM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sa.sa_flags = 0;
+    sigaction(SIGPIPE, &sa, NULL); /* a closed connection is a write error, not a death */
+    sigaction(SIGHUP, &sa, NULL);  /* reloads are the master's business */
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    /* If the master dies without stopping us, stop as if it had. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+static void worker_load(worker_state *w)
+{
+    const cfg *c = w->cfg;
+    for (size_t i = 0; i < c->n_models; i++) {
+        const cfg_model *cm = &c->models[i];
+        w->ids[i] = cm->id;
+        core_params cp = core_default_params();
+        cp.path = cm->path;
+        cp.n_threads = cm->threads;
+        cp.n_ctx = cm->n_ctx;
+        cp.chat_template = cm->chat_template;
+        char msg[512] = "";
+        long long t0 = worker_now_us();
+        int rc = core_load(&cp, &w->models[i], msg, sizeof(msg));
+        if (rc != CORE_OK) {
+            w->models[i] = NULL;
+            elog_ev(ELOG_ERROR, "model load failed", ELOG_S("model", cm->id),
+                    ELOG_S("path", cm->path), ELOG_S("error", core_strerror(rc)),
+                    ELOG_S("detail", msg), ELOG_I("slot", w->p->slot));
+            continue;
+        }
+        core_info info;
+        core_get_info(w->models[i], &info);
+        w->n_ctx[i] = info.n_ctx;
+        elog_ev(ELOG_INFO, "model loaded", ELOG_S("model", cm->id), ELOG_S("arch", info.arch),
+                ELOG_S("ftype", info.ftype), ELOG_S("isa", info.isa),
+                ELOG_S("chat_template", info.chat_template), ELOG_I("n_ctx", info.n_ctx),
+                ELOG_I("n_threads", info.n_threads), ELOG_I("n_params", info.n_params),
+                ELOG_D("ms", (double)(worker_now_us() - t0) / 1000.0),
+                ELOG_I("slot", w->p->slot));
+    }
+}
+
+int worker_main(const worker_params *p)
+{
+    worker_signals();
+    worker_state w = {.p = p, .cfg = p->cfg};
+    sbuf_init(&w.body);
+    sbuf_init(&w.chunk);
+    int status = 0;
+    w.arena = arena_new(0);
+    if (!w.arena || FCGX_Init() != 0) {
+        elog_msg(ELOG_ERROR, "worker %d: out of memory at start", p->slot);
+        status = 1;
+        goto out;
+    }
+    worker_load(&w);
+    metrics_set_model_loaded(p->metrics, p->slot, w.models[0] != NULL);
+
+    FCGX_Request r;
+    if (FCGX_InitRequest(&r, p->listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
+        elog_msg(ELOG_ERROR, "worker %d: FCGX_InitRequest failed", p->slot);
+        status = 1;
+        goto out;
+    }
+    sigset_t waitmask;
+    sigemptyset(&waitmask); /* only SIGTERM/SIGINT are blocked; let them in here */
+    sigaddset(&waitmask, SIGHUP);
+    int accept_errors = 0;
+    while (!worker_stop) {
+        struct pollfd pfd = {.fd = p->listen_fd, .events = POLLIN};
+        int n = ppoll(&pfd, 1, NULL, &waitmask);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            elog_msg(ELOG_ERROR, "worker %d: ppoll: %s", p->slot, strerror(errno));
+            status = 1;
+            break;
+        }
+        int rc = FCGX_Accept_r(&r);
+        if (rc < 0) {
+            /* Another worker took it (EAGAIN), or the peer gave up early. */
+            if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || rc == -ECONNABORTED)
+                continue;
+            elog_msg(ELOG_WARN, "worker %d: accept failed: %s", p->slot,
+                     rc > -4096 ? strerror(-rc) : "protocol error");
+            if (++accept_errors > 100) {
+                status = 1;
+                break;
+            }
+            continue;
+        }
+        accept_errors = 0;
+        worker_handle(&w, &r);
+        arena_reset(w.arena);
+    }
+    FCGX_Free(&r, 0);
+out:
+    for (size_t i = 0; i < p->cfg->n_models; i++)
+        core_free(w.models[i]);
+    sbuf_free(&w.body);
+    sbuf_free(&w.chunk);
+    arena_free(w.arena);
+    return status;
+}

@@ -1,0 +1,313 @@
+"""Integration tests: a real nginx in front of a real edgegate pool.
+
+Each stack is started by scripts/up on free loopback ports in its own
+directory under /tmp and always stopped by scripts/down at the end of the
+session, also when tests fail. Stacks start lazily: `stack` (the main one)
+for most tests, `slow_stack` (one worker, long deadline) for the client
+disconnect test, `deadline_stack` (a few milliseconds of deadline) for the
+deadline header.
+
+Run from the repo root:  /usr/bin/python3 -m pytest -q tests/integration
+EDGEGATE_BUILD names the build tree (default build); EDGEGATE_KEEP=1 keeps
+the stack directories (logs, configs) after the run.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("EDGEGATE_BUILD", "build"))
+SHARED_MODEL = os.path.join(ROOT, "..", "shared", "fixtures", "llm", "tiny-qwen2-bpe-q8_0.gguf")
+
+
+def skip_visibly(reason):
+    # pytest -q hides skip reasons unless -rs; print them too.
+    print(f"SKIP: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def free_ports(n):
+    """n distinct free loopback TCP ports (the kernel picks them)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+_model_cache = {}
+
+
+def find_model():
+    """The GGUF model the stacks serve: the shared fixture, else one made by
+    scripts/make-model once per build tree; None (with a reason) if neither."""
+    if "path" in _model_cache:
+        return _model_cache["path"], _model_cache["why"]
+    path, why = None, ""
+    if os.path.isfile(SHARED_MODEL):
+        path = os.path.realpath(SHARED_MODEL)
+    else:
+        print("SKIP: ../shared absent (using scripts/make-model instead)", file=sys.stderr)
+        made = os.path.join(BUILD, "integration", "tiny-q8_0-seed1.gguf")
+        mm = os.path.join(ROOT, "scripts", "make-model")
+        if os.path.isfile(made):
+            path = made
+        elif os.access(mm, os.X_OK):
+            os.makedirs(os.path.dirname(made), exist_ok=True)
+            r = subprocess.run([mm, "--shape", "tiny", "--type", "q8_0", "--seed", "1",
+                                "-o", made + ".tmp"], capture_output=True, text=True)
+            if r.returncode == 0:
+                os.replace(made + ".tmp", made)
+                path = made
+            else:
+                why = f"scripts/make-model failed: {r.stderr.strip()[-300:]}"
+        else:
+            why = "../shared absent and scripts/make-model missing: no model to serve"
+    _model_cache.update(path=path, why=why)
+    return path, why
+
+
+class Stack:
+    """One running edgegate: URLs, keys, and helpers to call it."""
+
+    def __init__(self, name, up_args=(), clients=("default",)):
+        self.name = name
+        self.up_args = list(up_args)
+        self.clients = clients
+        self.dir = None
+        self.env = {}
+        self.keys = {}
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, model):
+        self.dir = tempfile.mkdtemp(prefix=f"edgegate-it-{self.name}-", dir="/tmp")
+        # nginx workers run as www-data when we are root: they must reach
+        # DIR/run (socket) and DIR/tmp (request bodies).
+        os.chmod(self.dir, 0o711)
+        port, http_port, plain_port = free_ports(3)
+        keys = [os.path.join(ROOT, "scripts", "keys"), "--dir", os.path.join(self.dir, "keys")]
+        for c in self.clients:
+            keys += ["--client", c]
+        subprocess.run(keys, check=True, capture_output=True)
+        cmd = [os.path.join(ROOT, "scripts", "up"), "--dir", self.dir, "--port", str(port),
+               "--http-port", str(http_port), "--plain-port", str(plain_port),
+               "--model", model] + self.up_args
+        env = dict(os.environ, EDGEGATE_BUILD=BUILD)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/up failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        with open(os.path.join(self.dir, "edgegate.env")) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    k, v = line.split("=", 1)
+                    self.env[k] = shlex.split(v)[0] if v else ""
+        for c in self.clients:
+            self.keys[c] = subprocess.run(keys[:3] + ["--show", c], check=True,
+                                          capture_output=True, text=True).stdout.strip()
+        self.keys["admin"] = self.env["EDGEGATE_ADMIN_KEY"]
+        self.url = self.env["EDGEGATE_URL"]
+        self.http_url = self.env["EDGEGATE_HTTP_URL"]
+        self.plain_url = self.env["EDGEGATE_PLAIN_URL"]
+        self.ca = self.env["EDGEGATE_CA"]
+        self.model = self.env["EDGEGATE_MODEL"]
+        self.session = requests.Session()
+        # Ignore REQUESTS_CA_BUNDLE & co. (they would override verify) and
+        # proxies: the gateway's own certificate must verify, on loopback.
+        self.session.trust_env = False
+        self.session.verify = self.ca
+
+    def stop(self, keep):
+        if not self.dir:
+            return
+        r = subprocess.run([os.path.join(ROOT, "scripts", "down"), "--dir", self.dir],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"scripts/down for {self.dir}: {r.stdout}{r.stderr}", file=sys.stderr)
+        if keep:
+            print(f"\nedgegate-it: kept {self.dir} (logs in logs/)", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- processes ---------------------------------------------------------
+    def pool_pid(self):
+        with open(self.env["EDGEGATE_POOL_PID_FILE"]) as f:
+            return int(f.read().strip())
+
+    def nginx_pid(self):
+        with open(self.env["EDGEGATE_NGINX_PID_FILE"]) as f:
+            return int(f.read().strip())
+
+    def worker_pids(self):
+        """Pids of the pool master's children (its workers)."""
+        master = self.pool_pid()
+        kids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # Field 4 (ppid) follows the parenthesized command name.
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) == master:
+                kids.append(int(d))
+        return sorted(kids)
+
+    def log(self, name):
+        path = os.path.join(self.dir, "logs", name)
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # -- HTTP helpers ------------------------------------------------------
+    def auth(self, client="default"):
+        return {"Authorization": f"Bearer {self.keys[client]}"}
+
+    def get(self, path, client="default", **kw):
+        headers = kw.pop("headers", {})
+        if client:
+            headers = {**self.auth(client), **headers}
+        kw.setdefault("timeout", 30)
+        return self.session.get(self.url + path, headers=headers, **kw)
+
+    def post(self, path, body=None, client="default", raw=None, **kw):
+        headers = {"Content-Type": "application/json", **kw.pop("headers", {})}
+        if client:
+            headers.update(self.auth(client))
+        data = raw if raw is not None else json.dumps(body)
+        kw.setdefault("timeout", 60)
+        return self.session.post(self.url + path, data=data, headers=headers, **kw)
+
+    def chat(self, messages=None, client="default", **fields):
+        body = {"model": self.model,
+                "messages": messages or [{"role": "user", "content": "Hello there!"}]}
+        body.update(fields)
+        return self.post("/v1/chat/completions", body, client=client,
+                         stream=bool(fields.get("stream")))
+
+    def wait_health(self, timeout=30, want=None):
+        """Polls /health until it answers 200 (and want(json) holds)."""
+        end = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < end:
+            try:
+                r = self.session.get(self.url + "/health", timeout=5)
+                last = (r.status_code, r.text[:300])
+                if r.status_code == 200 and (want is None or want(r.json())):
+                    return r.json()
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.1)
+        raise AssertionError(f"/health did not recover in {timeout}s; last: {last}")
+
+
+def parse_sse(resp):
+    """Reads an SSE response to its end: (list of JSON chunks, saw_done)."""
+    chunks, done = [], False
+    for line in resp.iter_lines(decode_unicode=False):
+        if not line or line.startswith(b":"):
+            continue
+        assert line.startswith(b"data: "), line
+        data = line[len(b"data: "):]
+        if data == b"[DONE]":
+            done = True
+            continue
+        assert not done, "data after [DONE]"
+        chunks.append(json.loads(data))
+    return chunks, done
+
+
+def assert_api_error(r, status, param=None, code=None):
+    """r is an OpenAI-style JSON error with the given status (and param/code)."""
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    err = r.json()["error"]
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["type"], str) and err["type"]
+    assert "param" in err and "code" in err
+    if param is not None:
+        assert err["param"] == param, err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def _run_stack(request, name, up_args=(), clients=("default",)):
+    """Generator for the stack fixtures: start, yield, always stop."""
+    if not os.access(os.path.join(BUILD, "edgegate-fcgi"), os.X_OK):
+        skip_visibly(f"{BUILD}/edgegate-fcgi is not built (make all)")
+    if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        skip_visibly("nginx is not installed (scripts/deps)")
+    model, why = find_model()
+    if not model:
+        skip_visibly(why)
+    st = Stack(name, up_args, clients)
+    try:
+        st.start(model)
+        yield st
+    finally:
+        keep = bool(os.environ.get("EDGEGATE_KEEP")) or request.session.testsfailed > 0
+        st.stop(keep)
+
+
+@pytest.fixture(scope="session")
+def stack(request):
+    """The main stack: 2 workers, default generation limits, rate limits high
+    enough that no test here runs into them (limits_stack tests those)."""
+    yield from _run_stack(
+        request, "main",
+        ["--workers", "2", "--rate-client", "1000r/s", "--burst-client", "2000",
+         "--rate-ip", "2000r/s", "--burst-ip", "4000", "--max-tokens-cap", "512"],
+        clients=("default", "node"))
+
+
+@pytest.fixture(scope="session")
+def limits_stack(request):
+    """Tight nginx limits: 5 r/s (burst 10) per client, 50 r/s (burst 100)
+    per IP, 2 requests at once per IP; one worker."""
+    yield from _run_stack(
+        request, "limits",
+        ["--workers", "1", "--rate-client", "5r/s", "--burst-client", "10",
+         "--rate-ip", "50r/s", "--burst-ip", "100", "--conn-limit", "2",
+         "--max-tokens-cap", "4096", "--n-ctx", "4096"],
+        clients=("default", "flood"))
+
+
+@pytest.fixture(scope="session")
+def slow_stack(request):
+    """One worker and a long deadline: a request that kept generating after
+    its client left would visibly hold up the next one."""
+    yield from _run_stack(
+        request, "slow",
+        ["--workers", "1", "--deadline-ms", "120000", "--max-tokens-cap", "100000",
+         "--n-ctx", "8192", "--read-timeout", "300s"])
+
+
+@pytest.fixture(scope="session")
+def deadline_stack(request):
+    """A deadline of a few milliseconds, so generation is cut by it."""
+    yield from _run_stack(
+        request, "deadline",
+        ["--workers", "1", "--deadline-ms", "5", "--max-tokens-cap", "4096",
+         "--n-ctx", "4096"])

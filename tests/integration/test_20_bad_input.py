@@ -1,0 +1,131 @@
+"""Bad requests get OpenAI-style 400s (or 413 from nginx), never a crash,
+and the pool keeps serving afterwards."""
+
+import json
+
+import pytest
+
+from conftest import assert_api_error
+
+CHAT = "/v1/chat/completions"
+
+
+def good(stack, **over):
+    body = {"model": stack.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"model": ',
+    b'{"model": "x", "messages": [}',
+    b"not json at all",
+    b"",
+    b'{"model": "x"} trailing',
+    b"[1, 2, 3]",
+], ids=["truncated", "bad-array", "not-json", "empty", "trailing", "not-object"])
+def test_malformed_json(stack, raw):
+    assert_api_error(stack.post(CHAT, raw=raw), 400)
+
+
+@pytest.mark.parametrize("field,value,param", [
+    ("messages", "hi", "messages"),
+    ("model", 5, "model"),
+    ("max_tokens", "8", "max_tokens"),
+    ("max_tokens", 1.5, "max_tokens"),
+    ("temperature", "hot", "temperature"),
+    ("stream", "yes", "stream"),
+    ("seed", [1], "seed"),
+    ("stop", 7, "stop"),
+], ids=lambda v: str(v))
+def test_wrong_types(stack, field, value, param):
+    err = assert_api_error(stack.post(CHAT, good(stack, **{field: value})), 400)
+    assert err["param"] == param, err
+
+
+def test_wrong_message_types(stack):
+    assert_api_error(stack.post(CHAT, good(stack, messages=["hi"])), 400, param="messages[0]")
+    assert_api_error(stack.post(CHAT, good(stack, messages=[{"role": "user", "content": 3}])),
+                     400, param="messages[0].content")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("temperature", -0.5), ("temperature", 2.5), ("temperature", 1e9), ("top_p", 1.5),
+    ("max_tokens", 0), ("max_tokens", -3), ("presence_penalty", 7),
+], ids=lambda v: str(v))
+def test_out_of_range_values(stack, field, value):
+    assert_api_error(stack.post(CHAT, good(stack, **{field: value})), 400, param=field)
+
+
+def test_missing_fields(stack):
+    body = good(stack)
+    del body["messages"]
+    assert_api_error(stack.post(CHAT, body), 400, param="messages",
+                     code="missing_required_parameter")
+    body = good(stack)
+    del body["model"]
+    assert_api_error(stack.post(CHAT, body), 400, param="model",
+                     code="missing_required_parameter")
+    assert_api_error(stack.post(CHAT, good(stack, messages=[])), 400, param="messages")
+    assert_api_error(stack.post(CHAT, good(stack, messages=[{"content": "hi"}])), 400,
+                     param="messages[0].role")
+    assert_api_error(stack.post(CHAT, good(stack, messages=[{"role": "user"}])), 400,
+                     param="messages[0].content")
+
+
+def test_n_greater_than_one(stack):
+    assert_api_error(stack.post(CHAT, good(stack, n=2)), 400, param="n")
+    r = stack.post(CHAT, good(stack, n=1))
+    assert r.status_code == 200, r.text
+
+
+def test_unknown_model(stack):
+    assert_api_error(stack.post(CHAT, good(stack, model="no-such-model")), 400, param="model",
+                     code="model_not_found")
+
+
+def test_bad_role(stack):
+    err = assert_api_error(stack.post(CHAT, good(stack, messages=[{"role": "wizard", "content": "x"}])),
+                           400)
+    assert err["param"] == "messages[0].role"
+
+
+def test_unknown_parameter(stack):
+    assert_api_error(stack.post(CHAT, good(stack, frobnicate=True)), 400, param="frobnicate")
+
+
+def test_invalid_utf8(stack):
+    raw = (b'{"model": "' + stack.model.encode() +
+           b'", "messages": [{"role": "user", "content": "bad \xff\xfe bytes"}]}')
+    err = assert_api_error(stack.post(CHAT, raw=raw), 400)
+    assert err["param"] == "messages[0].content", err
+    # A lone surrogate escape is not valid text either.
+    raw = (b'{"model": "' + stack.model.encode() +
+           b'", "messages": [{"role": "user", "content": "x\\ud800y"}]}')
+    assert_api_error(stack.post(CHAT, raw=raw), 400)
+
+
+def test_huge_body_is_413_from_nginx(stack):
+    body = json.dumps(good(stack, messages=[{"role": "user", "content": "a" * (2 << 20)}]))
+    r = stack.post(CHAT, raw=body)
+    err = assert_api_error(r, 413, code="request_too_large")
+    assert err["type"] == "invalid_request_error"
+    assert r.headers.get("X-Request-Id")
+
+
+def test_prompt_over_context(stack):
+    words = "lorem ipsum dolor sit amet " * 1200   # ~6000 tokens > n_ctx 2048
+    r = stack.post(CHAT, good(stack, messages=[{"role": "user", "content": words}]))
+    assert_api_error(r, 400, code="context_length_exceeded")
+
+
+def test_wrong_method(stack):
+    r = stack.session.get(stack.url + CHAT, headers=stack.auth(), timeout=10)
+    assert_api_error(r, 405)
+
+
+def test_pool_still_serves_after_bad_input(stack):
+    r = stack.chat(max_tokens=2)
+    assert r.status_code == 200, r.text
+    h = stack.session.get(stack.url + "/health", timeout=10).json()
+    assert h["status"] == "ok"

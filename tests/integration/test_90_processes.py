@@ -1,0 +1,134 @@
+"""Process management under traffic: reloads (pool SIGHUP, nginx HUP) do not
+drop requests, a killed worker is replaced, scripts/up refuses a second
+start. Runs last: it changes and restores the main stack's config."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+
+
+class Traffic:
+    """Sends requests from a background thread until stopped; records every
+    status (or exception) so a test can assert nothing was dropped."""
+
+    def __init__(self, stack, chat=True):
+        self.stack, self.chat = stack, chat
+        self.results = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                if self.chat and i % 2:
+                    r = self.stack.chat(max_tokens=2)
+                else:
+                    r = self.stack.get("/v1/models")
+                self.results.append(r.status_code)
+            except Exception as e:   # noqa: BLE001 -- recorded, asserted below
+                self.results.append(repr(e))
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(60)
+
+
+def workers_state(h):
+    """(alive, configured) from a /health body."""
+    w = h["workers"]
+    return w["alive"], w["configured"]
+
+
+def set_conf(path, key, value):
+    with open(path) as f:
+        text = f.read()
+    new, n = re.subn(rf"\b{key} = [0-9]+;", f"{key} = {value};", text)
+    assert n == 1, f"{key} not found once in {path}"
+    with open(path, "w") as f:
+        f.write(new)
+    return text
+
+
+def test_pool_sighup_reloads_config_without_dropping_requests(stack):
+    conf = os.path.join(stack.dir, "edgegate.conf")
+    old_workers = set(stack.worker_pids())
+    assert len(old_workers) == 2, old_workers
+    original = set_conf(conf, "default_max_tokens", 3)
+    try:
+        with Traffic(stack) as t:
+            time.sleep(0.5)
+            os.kill(stack.pool_pid(), signal.SIGHUP)
+            # Wait until every worker has been replaced by one with the new config.
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                now = set(stack.worker_pids())
+                if len(now) == 2 and not (now & old_workers):
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+        assert t.results, "no traffic was sent"
+        assert all(s == 200 for s in t.results), f"requests failed during reload: {t.results}"
+        assert not (set(stack.worker_pids()) & old_workers), "workers were not replaced"
+        r = stack.chat(temperature=0)
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] <= 3, "new default_max_tokens not applied"
+    finally:
+        with open(conf, "w") as f:
+            f.write(original)
+        os.kill(stack.pool_pid(), signal.SIGHUP)
+    stack.wait_health(want=lambda h: workers_state(h)[0] == workers_state(h)[1])
+
+
+def test_nginx_reload_picks_up_a_new_key_without_dropping_requests(stack):
+    keys = os.path.join(ROOT, "scripts", "keys")
+    keydir = os.path.join(stack.dir, "keys")
+    subprocess.run([keys, "--dir", keydir, "--client", "late"], check=True, capture_output=True)
+    late = subprocess.run([keys, "--dir", keydir, "--show", "late"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    hdr = {"Authorization": f"Bearer {late}"}
+    assert stack.get("/v1/models", client=None, headers=hdr).status_code == 401
+    with Traffic(stack) as t:
+        time.sleep(0.3)
+        os.kill(stack.nginx_pid(), signal.SIGHUP)
+        time.sleep(1.5)
+    assert t.results and all(s == 200 for s in t.results), t.results
+    r = stack.get("/v1/models", client=None, headers=hdr)
+    assert r.status_code == 200, r.text
+
+
+def test_killed_worker_is_restarted(stack):
+    before = stack.worker_pids()
+    assert len(before) == 2
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.monotonic()
+    h = stack.wait_health(timeout=30, want=lambda h: workers_state(h)[0] == workers_state(h)[1])
+    assert workers_state(h) == (2, 2)
+    after = stack.worker_pids()
+    assert victim not in after and len(after) == 2, (before, after)
+    assert time.monotonic() - t0 < 30
+    r = stack.chat(max_tokens=2)
+    assert r.status_code == 200, r.text
+    log = stack.log("edgegate.log")
+    assert str(victim) in log, "the worker's death was not logged"
+
+
+def test_up_refuses_a_second_start(stack):
+    r = subprocess.run([os.path.join(ROOT, "scripts", "up"), "--dir", stack.dir],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "already runs" in r.stderr
+    assert stack.session.get(stack.url + "/health", timeout=10).status_code == 200

@@ -1,0 +1,298 @@
+/* test_fcgi_cfg.c: config loading: a good file, and each kind of bad file
+ * reported with its line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "core_err.h"
+
+static char tdir[64];
+static char model_path[128];
+static char group_name[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tdir, sizeof(tdir), "/tmp/eg_cfg_XXXXXX");
+    if (!mkdtemp(tdir))
+        return -1;
+    snprintf(model_path, sizeof(model_path), "%s/m.gguf", tdir);
+    FILE *f = fopen(model_path, "w");
+    if (!f)
+        return -1;
+    fputs("GGUF", f);
+    fclose(f);
+    struct group *g = getgrgid(getgid());
+    snprintf(group_name, sizeof(group_name), "%s", g ? g->gr_name : "root");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char p[160];
+    snprintf(p, sizeof(p), "%s/c.conf", tdir);
+    unlink(p);
+    unlink(model_path);
+    rmdir(tdir);
+    return 0;
+}
+
+/* Writes text (with %M = model path, %G = group) to a file and loads it. */
+static int load(const char *text, cfg **out, char *msg, size_t n)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/c.conf", tdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (const char *p = text; *p; p++) {
+        if (p[0] == '%' && p[1] == 'M') {
+            fputs(model_path, f);
+            p++;
+        } else if (p[0] == '%' && p[1] == 'G') {
+            fputs(group_name, f);
+            p++;
+        } else {
+            fputc(*p, f);
+        }
+    }
+    fclose(f);
+    return cfg_load(path, out, msg, n);
+}
+
+/* Asserts that text fails with "FILE:LINE:" and a message containing what. */
+static void expect_bad(const char *text, int line, const char *what)
+{
+    cfg *c = NULL;
+    char msg[512] = "";
+    int rc = load(text, &c, msg, sizeof(msg));
+    if (rc == CORE_OK)
+        fail_msg("accepted a bad config; expected line %d: %s", line, what);
+    assert_null(c);
+    char want[200];
+    snprintf(want, sizeof(want), "%s/c.conf:%d: ", tdir, line);
+    if (strncmp(msg, want, strlen(want)) != 0 || !strstr(msg, what))
+        fail_msg("got \"%s\"; want prefix \"%s\" and \"%s\"", msg, want, what);
+}
+
+static const char good[] =
+    "# a full config\n"
+    "socket = \"run/eg.sock\";\n"
+    "socket_group = \"%G\";\n"
+    "socket_mode = \"0660\";\n"
+    "pid_file = \"run/eg.pid\";\n"
+    "log_file = \"-\";\n"
+    "log_level = \"debug\";\n"
+    "workers = 3;\n"
+    "shutdown_timeout_ms = 2500;\n"
+    "models = ( { id = \"demo\"; path = \"%M\"; threads = 2; n_ctx = 1024;\n"
+    "             chat_template = \"chatml\"; },\n"
+    "           { id = \"second\"; path = \"m.gguf\"; } );\n"
+    "limits = { max_body_bytes = 65536; default_max_tokens = 8; max_tokens_cap = 100;\n"
+    "           deadline_ms = 1500; max_messages = 10; };\n"
+    "clients = ( { id = \"alice\"; max_tokens_cap = 64; }, { id = \"bob\"; } );\n";
+
+static void test_good(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[512] = "";
+    int rc = load(good, &c, msg, sizeof(msg));
+    if (rc)
+        fail_msg("%s", msg);
+    char want[200];
+    snprintf(want, sizeof(want), "%s/run/eg.sock", tdir);
+    assert_string_equal(c->socket, want);
+    snprintf(want, sizeof(want), "%s/run/eg.pid", tdir);
+    assert_string_equal(c->pid_file, want);
+    assert_null(c->log_file);
+    assert_int_equal(c->log_level, ELOG_DEBUG);
+    assert_string_equal(c->socket_group, group_name);
+    assert_int_equal(c->socket_gid, getgid());
+    assert_int_equal(c->socket_mode, 0660);
+    assert_int_equal(c->workers, 3);
+    assert_int_equal(c->shutdown_timeout_ms, 2500);
+    assert_int_equal(c->n_models, 2);
+    assert_string_equal(c->models[0].id, "demo");
+    assert_string_equal(c->models[0].path, model_path);
+    assert_string_equal(c->models[0].chat_template, "chatml");
+    assert_int_equal(c->models[0].threads, 2);
+    assert_int_equal(c->models[0].n_ctx, 1024);
+    assert_string_equal(c->models[1].path, model_path); /* relative to the config */
+    assert_null(c->models[1].chat_template);
+    assert_int_equal(c->limits.max_body_bytes, 65536);
+    assert_int_equal(c->limits.default_max_tokens, 8);
+    assert_int_equal(c->limits.max_tokens_cap, 100);
+    assert_int_equal(c->limits.deadline_ms, 1500);
+    assert_int_equal(c->limits.max_messages, 10);
+    assert_int_equal(cfg_client_cap(c, "alice"), 64);
+    assert_int_equal(cfg_client_cap(c, "bob"), 100); /* the global cap */
+    assert_int_equal(cfg_client_cap(c, "carol"), 100);
+    assert_int_equal(cfg_client_cap(c, NULL), 100);
+    assert_non_null(cfg_find_model(c, "second"));
+    assert_null(cfg_find_model(c, "third"));
+    cfg_free(c);
+    cfg_free(NULL);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[512] = "";
+    int rc = load("socket = \"/tmp/x.sock\";\nmodels = ( { id = \"m\"; path = \"%M\"; } );\n", &c,
+                  msg, sizeof(msg));
+    if (rc)
+        fail_msg("%s", msg);
+    assert_int_equal(c->workers, 2);
+    assert_int_equal(c->socket_mode, 0660);
+    assert_null(c->socket_group);
+    assert_null(c->pid_file);
+    assert_int_equal(c->limits.default_max_tokens, 16);
+    assert_int_equal(c->limits.max_tokens_cap, 512);
+    assert_int_equal(c->limits.deadline_ms, 3000);
+    assert_int_equal(c->limits.max_body_bytes, 1 << 20);
+    assert_int_equal(c->limits.max_messages, 256);
+    assert_int_equal(c->shutdown_timeout_ms, 10000);
+    assert_int_equal(c->log_level, ELOG_INFO);
+    cfg_free(c);
+}
+
+#define HEAD "socket = \"/tmp/x.sock\";\n"
+#define MODELS "models = ( { id = \"m\"; path = \"%M\"; } );\n"
+
+static void test_syntax_error(void **state)
+{
+    (void)state;
+    expect_bad(HEAD "\nworkers = = 2;\n" MODELS, 3, "syntax error");
+    expect_bad(HEAD MODELS "limits = { deadline_ms = 5; \n", 4, "syntax error");
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    expect_bad(HEAD MODELS "\nworkerz = 2;\n", 4, "unknown setting 'workerz'");
+    expect_bad(HEAD MODELS "cache = { size = 1; };\n", 3, "unknown setting 'cache'");
+    expect_bad(HEAD "models = ( { id = \"m\";\n  path = \"%M\";\n  thread = 2; } );\n", 4,
+               "unknown setting 'thread' in a model");
+    expect_bad(HEAD MODELS "limits = {\n  deadline = 5; };\n", 4,
+               "unknown setting 'deadline' in limits");
+    expect_bad(HEAD MODELS "clients = ( { id = \"a\"; cap = 5; } );\n", 3,
+               "unknown setting 'cap' in a client");
+}
+
+static void test_types(void **state)
+{
+    (void)state;
+    expect_bad(HEAD "workers = \"2\";\n" MODELS, 2, "'workers' must be an integer, not a string");
+    expect_bad("socket = 5;\n" MODELS, 1, "'socket' must be a string, not an integer");
+    expect_bad(HEAD "models = { id = \"m\"; };\n", 2, "'models' must be a list");
+    expect_bad(HEAD "models = ( \"m\" );\n", 2, "models[0] must be a group");
+    expect_bad(HEAD MODELS "limits = ( 1 );\n", 3, "'limits' must be a group");
+    expect_bad(HEAD MODELS "\nlimits = { deadline_ms = 1.5; };\n", 4,
+               "'deadline_ms' must be an integer, not a float");
+    expect_bad(HEAD "socket_mode = 0660;\n" MODELS, 2, "'socket_mode' must be a string");
+    expect_bad(HEAD "log_level = true;\n" MODELS, 2, "'log_level' must be a string, not a boolean");
+}
+
+static void test_ranges(void **state)
+{
+    (void)state;
+    expect_bad(HEAD "workers = 0;\n" MODELS, 2, "'workers' = 0 is out of range [1, 64]");
+    expect_bad(HEAD "workers = 65;\n" MODELS, 2, "out of range");
+    expect_bad(HEAD MODELS "limits = { max_tokens_cap = 0; };\n", 3, "'max_tokens_cap' = 0");
+    expect_bad(HEAD MODELS "limits = { max_body_bytes = 10; };\n", 3, "'max_body_bytes' = 10");
+    expect_bad(HEAD MODELS "limits = { default_max_tokens = 600; };\n", 3,
+               "default_max_tokens (600) exceeds max_tokens_cap (512)");
+    expect_bad(HEAD "models = ( { id = \"m\"; path = \"%M\";\n threads = -1; } );\n", 3,
+               "'threads' = -1");
+    expect_bad(HEAD "shutdown_timeout_ms = -5;\n" MODELS, 2, "'shutdown_timeout_ms' = -5");
+    expect_bad(HEAD "socket_mode = \"0999\";\n" MODELS, 2, "must be octal digits");
+    expect_bad(HEAD "socket_mode = \"0440\";\n" MODELS, 2, "owner read and write");
+    expect_bad(HEAD "log_level = \"loud\";\n" MODELS, 2, "log_level 'loud'");
+}
+
+static void test_semantics(void **state)
+{
+    (void)state;
+    expect_bad("workers = 2;\n" MODELS, 0, "missing required setting 'socket'");
+    expect_bad(HEAD "workers = 2;\n", 0, "missing required setting 'models'");
+    expect_bad(HEAD "models = ( );\n", 2, "at least one model");
+    expect_bad(HEAD "models = ( { path = \"%M\"; } );\n", 2, "missing required setting 'id'");
+    expect_bad(HEAD "models = ( { id = \"m\"; path = \"%M\"; },\n { id = \"m\"; path = \"%M\"; } );\n",
+               3, "model id 'm' is used twice");
+    expect_bad(HEAD "models = ( { id = \"a b\"; path = \"%M\"; } );\n", 2, "model id 'a b'");
+    expect_bad(HEAD "models = ( { id = \"m\";\n path = \"/nonexistent/x.gguf\"; } );\n", 3,
+               "cannot read /nonexistent/x.gguf");
+    expect_bad(HEAD "socket_group = \"no-such-group-eg\";\n" MODELS, 2, "no such group");
+    expect_bad(HEAD MODELS "clients = ( { id = \"a\"; },\n { id = \"a\"; } );\n", 4,
+               "client id 'a' is used twice");
+    expect_bad("socket = \"/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\";\n" MODELS,
+               1, "longer than 107 bytes");
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[256] = "";
+    assert_int_equal(cfg_load("/nonexistent/edgegate.conf", &c, msg, sizeof(msg)), CORE_EIO);
+    assert_null(c);
+    assert_non_null(strstr(msg, "/nonexistent/edgegate.conf:0: cannot open"));
+}
+
+static void test_string_parse(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[256] = "";
+    assert_int_equal(cfg_parse_string("socket = \"s\";\nmodels = 5;\n", "mem", "/base", &c, msg,
+                                      sizeof(msg)),
+                     CORE_EINVAL);
+    assert_string_equal(msg, "mem:2: 'models' must be a list ( {...}, ... ), not an integer");
+}
+
+/* The shipped default config must parse (its model path aside). */
+static void test_shipped_config(void **state)
+{
+    (void)state;
+    FILE *f = fopen("conf/edgegate.conf", "r");
+    if (!f) {
+        print_message("SKIP: conf/edgegate.conf not found (run from the repo root)\n");
+        skip();
+    }
+    char text[16384];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    cfg *c = NULL;
+    char msg[512] = "";
+    int rc = cfg_parse_string(text, "conf/edgegate.conf", "conf", &c, msg, sizeof(msg));
+    /* Only the model file (absent on a build machine) or the www-data group
+     * may be missing; everything else must validate. */
+    if (rc != CORE_OK && !strstr(msg, "cannot read") && !strstr(msg, "no such group"))
+        fail_msg("%s", msg);
+    cfg_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good),         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_syntax_error), cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_types),        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_semantics),    cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_string_parse), cmocka_unit_test(test_shipped_config),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
