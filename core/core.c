@@ -85,7 +85,10 @@ static int core_cpu_load(core_model *m, const core_params *p, char *msg, size_t 
         if (m->chat_family < 0)
             return core_errf(CORE_EINVAL, msg, msg_size, "unknown chat template '%s'", p->chat_template);
     } else {
+        /* a template we cannot render: ChatML, the most common today */
         m->chat_family = chat_detect(tmpl, tlen);
+        if (m->chat_family < 0)
+            m->chat_family = chat_family_from_name("chatml");
     }
     if (gguf_get_str(m->g, "general.name", &name, &nlen) == 0 && nlen) {
         m->name = strndup(name, nlen);
@@ -149,7 +152,8 @@ static int core_cpu_flush(ts *ts, core_token_cb cb, void *user)
 {
     const char *out;
     size_t len;
-    ts_flush(ts, &out, &len);
+    if (ts_flush(ts, &out, &len) < 0)
+        return 1; /* out of memory while repairing: end as if stopped by the caller */
     return len ? cb(user, -1, out, len) : 0;
 }
 
@@ -192,6 +196,10 @@ static int core_cpu_generate(core_model *m, const core_gen_params *p, core_token
         const char *out;
         size_t olen;
         int stopped = ts_push(ts, piece, plen, &out, &olen);
+        if (stopped < 0) {
+            rc = core_errf(CORE_ENOMEM, msg, msg_size, "out of memory");
+            goto out;
+        }
         if (cb(user, tok, out, olen)) {
             res->finish = CORE_FINISH_ABORT;
             break;

@@ -3,6 +3,9 @@
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "core_err.h"
 #include "quant_impl.h"
@@ -121,8 +124,10 @@ static void quant_init_tables(void)
     quant_fill_scalar_k(&quant_k_scalar);
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    quant_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      __builtin_cpu_supports("f16c");
+    /* clang 14 has no __builtin_cpu_supports("f16c"): CPUID.1:ECX bit 29 */
+    unsigned a, b, c = 0, d;
+    __get_cpuid(1, &a, &b, &c, &d);
+    quant_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && (c >> 29 & 1);
     quant_k_avx2 = quant_k_scalar;
     quant_k_avx2.isa = "avx2";
     quant_fill_avx2_legacy(&quant_k_avx2);

@@ -1,15 +1,19 @@
 /* quant_k_avx2.c: AVX2 kernels for the K-quants (Q4_K, Q5_K, Q6_K weights
  * times Q8_K activation rows) and the Q8_K activation converter.
  *
- * Products are register-blocked tiles of QK_TR weight rows x QK_TC
- * activation rows (QK_TR x 1 for decode): each 32-byte group of unpacked
- * weights meets each activation row with vpmaddubsw (unsigned weights times
- * signed int8 activations, no saturation possible: 2*63*127 < 32767), then
- * vpmaddwd by the sub-block scale into int32 lanes. Per super-block the int32
- * sums become floats once; the Q4_K/Q5_K mins go through the activation's
- * bsums, as does Q6_K's -32 offset, so the inner loop never subtracts.
- * Integer sums are exact, so results differ from the scalar kernels only in
- * the order of float additions.
+ * Products run as register-blocked tiles: QK_TR weight rows x QK_TC
+ * activation rows for prefill, 4 x 1 for decode. Each 32 unpacked weights
+ * meet each activation row in one vpmaddubsw (unsigned weights times signed
+ * int8 activations; no saturation: 2*63*128 < 32767) and one vpmaddwd by the
+ * sub-block scale into int32 lanes. Per super-block the int32 sums become
+ * floats once; the Q4_K/Q5_K mins go through the activation's bsums, as does
+ * Q6_K's -32 offset, so the inner loop never subtracts. Integer sums are
+ * exact: results differ from the scalar kernels only in the order of float
+ * additions.
+ *
+ * Measured on Zen3 (2 multiply pipes): prefill tiles run close to the two
+ * multiplies per 32 products that this scheme needs; decode streams weights
+ * near DRAM bandwidth with the help of software prefetch.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -18,15 +22,15 @@
 
 #define QK_AI static inline __attribute__((always_inline))
 
-/* Tile shape for prefill; edge tiles use every smaller shape. */
-#define QK_TR 4
-#define QK_TC 3
+/* Prefill tile shapes (weight rows x activation rows), the best measured
+ * per type; edge tiles use every smaller shape. */
+#define QK_TR(type) ((type) == QT_Q5_K ? 4 : 2)
+#define QK_TC(type) 4
 /* Activation rows of one pass are kept within about this many bytes so that
  * they stay in L2 while every weight row tile of the slice streams by. */
 #define QK_ACT_BUDGET (160 * 1024)
-#ifndef QK_PF_BYTES
+/* Decode prefetch distance. */
 #define QK_PF_BYTES 8192
-#endif
 
 QK_AI __m256i qk_load(const void *p)
 {
@@ -90,7 +94,7 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
                        : type == QT_Q5_K ? sizeof(quant_block_q5_K)
                                          : sizeof(quant_block_q6_K);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 facc[QK_TR][QK_TC];
+    __m256 facc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -98,10 +102,10 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
             facc[r][c] = _mm256_setzero_ps();
 
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb[QK_TR];
-        const quant_block_q8_K *ab[QK_TC];
-        __m256i acc[QK_TR][QK_TC];
-        float dw[QK_TR];
+        const uint8_t *wb[4];
+        const quant_block_q8_K *ab[4];
+        __m256i acc[4][4];
+        float dw[4];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             wb[r] = w + (size_t)r * w_stride + (size_t)b * wbs;
@@ -122,7 +126,7 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
                 acc[r][c] = _mm256_setzero_si256();
 
         if (type == QT_Q6_K) {
-            __m256i sc[QK_TR][2];
+            __m256i sc[4][2];
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const quant_block_q6_K *x = (const quant_block_q6_K *)wb[r];
@@ -185,9 +189,9 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
             /* Q4_K and Q5_K share d, dmin and scales at the same offsets. */
             const size_t qs_off = type == QT_Q4_K ? offsetof(quant_block_q4_K, qs)
                                                   : offsetof(quant_block_q5_K, qs);
-            __m256i sc[QK_TR], qh[QK_TR];
-            __m128i mn[QK_TR];
-            float dmw[QK_TR];
+            __m256i sc[4], qh[4];
+            __m128i mn[4];
+            float dmw[4];
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const quant_block_q4_K *x = (const quant_block_q4_K *)wb[r];
@@ -243,20 +247,23 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
             y[(size_t)c * y_stride + r] = qk_hsum(facc[r][c]);
 }
 
-/* Instantiates qk_tile for a runtime edge shape (1..QK_TR) x (1..QK_TC). */
+/* Instantiates qk_tile for a runtime edge shape (1..QK_TR) x (1..QK_TC);
+ * shapes beyond the type's tile are never reached and compile away. */
 #define QK_TILE_C(type, R, cc, ...)                                                                \
     do {                                                                                           \
+        if ((R) > QK_TR(type))                                                                     \
+            break;                                                                                 \
         switch (cc) {                                                                              \
-        case 1: qk_tile(type, R, 1, __VA_ARGS__, 0); break;                                           \
-        case 2: qk_tile(type, R, 2, __VA_ARGS__, 0); break;                                           \
-        default: qk_tile(type, R, 3, __VA_ARGS__, 0); break;                                          \
+        case 1: qk_tile(type, R, 1, __VA_ARGS__, 0); break;                                        \
+        case 2: if (QK_TC(type) >= 2) qk_tile(type, R, 2, __VA_ARGS__, 0); break;                  \
+        case 3: if (QK_TC(type) >= 3) qk_tile(type, R, 3, __VA_ARGS__, 0); break;                  \
+        default: if (QK_TC(type) >= 4) qk_tile(type, R, 4, __VA_ARGS__, 0); break;                 \
         }                                                                                          \
     } while (0)
 
 QK_AI void qk_tile_any(const int type, int rr, int cc, int64_t nb, const uint8_t *w, size_t w_stride,
                        const uint8_t *a, size_t a_stride, float *y, size_t y_stride)
 {
-    _Static_assert(QK_TR == 4 && QK_TC == 3, "qk_tile_any covers 4x3 shapes");
     switch (rr) {
     case 1: QK_TILE_C(type, 1, cc, nb, w, w_stride, a, a_stride, y, y_stride); break;
     case 2: QK_TILE_C(type, 2, cc, nb, w, w_stride, a, a_stride, y, y_stride); break;
@@ -282,16 +289,20 @@ QK_AI void qk_gemm(const int type, int64_t k, const void *w, size_t w_stride, in
             qk_tile(type, 1, 1, nb, wp + r * w_stride, w_stride, ap, a_stride, y + r, y_stride, 0);
         return;
     }
+    const int tr = QK_TR(type), tc = QK_TC(type);
+    _Static_assert(QK_TR(QT_Q4_K) <= 4 && QK_TR(QT_Q5_K) <= 4 && QK_TR(QT_Q6_K) <= 4 &&
+                       QK_TC(QT_Q4_K) <= 4 && QK_TC(QT_Q5_K) <= 4 && QK_TC(QT_Q6_K) <= 4,
+                   "qk_tile arrays hold 4x4 tiles");
     int64_t a_bytes = nb * (int64_t)sizeof(quant_block_q8_K);
-    int64_t chunk = a_bytes > 0 ? QK_ACT_BUDGET / a_bytes / QK_TC * QK_TC : n_act;
-    if (chunk < QK_TC)
-        chunk = QK_TC;
+    int64_t chunk = a_bytes > 0 ? QK_ACT_BUDGET / a_bytes / tc * tc : n_act;
+    if (chunk < tc)
+        chunk = tc;
     for (int64_t t0 = 0; t0 < n_act; t0 += chunk) {
         int64_t t1 = t0 + chunk < n_act ? t0 + chunk : n_act;
-        for (int64_t r = 0; r < n_rows; r += QK_TR) {
-            int rr = n_rows - r < QK_TR ? (int)(n_rows - r) : QK_TR;
-            for (int64_t t = t0; t < t1; t += QK_TC) {
-                int cc = t1 - t < QK_TC ? (int)(t1 - t) : QK_TC;
+        for (int64_t r = 0; r < n_rows; r += tr) {
+            int rr = n_rows - r < tr ? (int)(n_rows - r) : tr;
+            for (int64_t t = t0; t < t1; t += tc) {
+                int cc = t1 - t < tc ? (int)(t1 - t) : tc;
                 qk_tile_any(type, rr, cc, nb, wp + r * w_stride, w_stride, ap + t * a_stride,
                             a_stride, y + t * y_stride + r, y_stride);
             }

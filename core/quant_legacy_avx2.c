@@ -3,22 +3,24 @@
  * Quantized products (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 weights; Q8_0 or Q8_1
  * activations) all run through one register tile: 4 weight rows x up to 4
  * activation rows. Per 32-element block each weight row is unpacked once to
- * 32 int8 (signed q-offset for the _0 types, unsigned q for the _1 types) and
- * reused for every activation row of the tile:
- *   signed x signed:    maddubs(|a|, sign(w, a))  (the sign trick: maddubs
- *                       needs one unsigned operand; |a| <= 127 cannot saturate)
- *   unsigned x signed:  maddubs(w, a)             (w <= 31: no saturation)
- * then madd with ones gives 8 int32 partial sums per (row, act) pair. The four
- * pairs of one activation row are folded with two levels of hadd into one
- * vector whose lanes are [row0..row3 | row0..row3], so the conversion to
- * float and the d_w*d_a scaling cost one cvt and one FMA per 4 pairs instead
- * of per pair. The _1 types add m_w*s_a through a [m0..m3, 0 x4] vector.
+ * 32 bytes and reused for every activation row of the tile:
+ *   Q8_0:            maddubs(|a|, sign(w, a))  (the sign trick: maddubs needs
+ *                    one unsigned operand; |a| <= 127 cannot saturate)
+ *   Q4_*, Q5_*:      maddubs(q, a) with the unsigned q (0..15 / 0..31); the
+ *                    _0 types subtract off*sum(a) (off = 8 / 16) in int32,
+ *                    the _1 types add m_w*s_a in float.
+ * The int16 products of the four weight rows are folded with hadd (in int16
+ * while 8 products of 4-bit q cannot overflow, else after madd in int32)
+ * into one vector whose lanes are [row0..row3 | row0..row3], so conversion
+ * and d_w*d_a scaling cost one cvt and one FMA per 4 pairs, not per pair.
  *
- * Decode (n_act == 1) is the same tile with one activation row: four weight
- * streams in flight, one horizontal reduction per 4 rows at the very end.
- * Prefill walks activation rows in chunks that stay in L2 and, inside a
- * chunk, keeps a 4-row weight group hot in L1 while all activation rows of
- * the chunk pass by it.
+ * The f16 scales are converted once into small stack tables (activation
+ * rows: per chunk of QAV_NA rows; weights: per 4-row group), for QAV_KC
+ * blocks of k at a time, so the tile loop only loads floats. Loop order:
+ * k chunk -> activation chunk (stays in L2) -> 4-row weight group (stays in
+ * L1) -> tiles of 4 activation rows. Decode (n_act == 1) is the same tile
+ * with one activation row: four weight streams in flight, one horizontal
+ * reduction per 4 rows.
  *
  * Results are not bit-identical to the scalar reference (float summation
  * order differs); the integer block dots are exact.
@@ -30,25 +32,28 @@
 
 #define QAV_INLINE static inline __attribute__((always_inline))
 
-/* Activation rows per chunk: about 256 KiB of activations, so a chunk stays in
- * L2 while every weight group of the slice streams past it. */
+#define QAV_NA 32 /* activation rows per chunk (multiple of 4) */
+#define QAV_KC 64 /* blocks of k per chunk: the stack tables stay ~18 KiB */
+/* Float products: activation rows per chunk, about 256 KiB so they stay in L2. */
 #define QAV_ACT_CHUNK_BYTES (256u * 1024u)
 
 typedef struct {
     int bsz;    /* weight block bytes */
     int qs;     /* offset of qs in the weight block */
-    int qh;     /* offset of qh, or -1 */
-    int has_m;  /* _1 type: unsigned q with min m at offset 2 */
+    int qh;     /* offset of qh, or 0 */
+    int off;    /* _0 types on the unsigned path: x = (q - off)*d */
+    int has_m;  /* _1 type: min m at offset 2, Q8_1 activations */
+    int h16;    /* 8 products fit int16: fold in int16 before madd */
 } quant_av_wfmt;
 
 QAV_INLINE quant_av_wfmt quant_av_fmt(int T)
 {
     switch (T) {
-    case QT_Q4_0: return (quant_av_wfmt){18, 2, -1, 0};
-    case QT_Q4_1: return (quant_av_wfmt){20, 4, -1, 1};
-    case QT_Q5_0: return (quant_av_wfmt){22, 6, 2, 0};
-    case QT_Q5_1: return (quant_av_wfmt){24, 8, 4, 1};
-    default: return (quant_av_wfmt){34, 2, -1, 0}; /* QT_Q8_0 */
+    case QT_Q4_0: return (quant_av_wfmt){18, 2, 0, 8, 0, 1};
+    case QT_Q4_1: return (quant_av_wfmt){20, 4, 0, 0, 1, 1};
+    case QT_Q5_0: return (quant_av_wfmt){22, 6, 2, 16, 0, 0};
+    case QT_Q5_1: return (quant_av_wfmt){24, 8, 4, 0, 1, 0};
+    default: return (quant_av_wfmt){34, 2, 0, 0, 0, 0}; /* QT_Q8_0, signed */
     }
 }
 
@@ -79,87 +84,169 @@ QAV_INLINE __m256i quant_av_bits(const uint8_t *qh)
     return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
 }
 
-/* One weight block -> 32 int8: q-8 / q-16 for the _0 types, q for the _1. */
+/* One weight block -> 32 bytes: signed q for Q8_0, unsigned q otherwise. */
 QAV_INLINE __m256i quant_av_unpack(int T, const uint8_t *x)
 {
-    switch (T) {
-    case QT_Q4_0:
-        return _mm256_sub_epi8(quant_av_nibbles(x + 2), _mm256_set1_epi8(8));
-    case QT_Q4_1:
-        return quant_av_nibbles(x + 4);
-    case QT_Q5_0: /* q | 0xf0 is q-16 as int8 when the fifth bit is clear */
-        return _mm256_or_si256(quant_av_nibbles(x + 6),
-                               _mm256_andnot_si256(quant_av_bits(x + 2), _mm256_set1_epi8((char)0xf0)));
-    case QT_Q5_1:
-        return _mm256_or_si256(quant_av_nibbles(x + 8),
-                               _mm256_and_si256(quant_av_bits(x + 4), _mm256_set1_epi8(0x10)));
-    default:
+    const quant_av_wfmt f = quant_av_fmt(T);
+    if (T == QT_Q8_0)
         return _mm256_loadu_si256((const __m256i *)(x + 2));
+    __m256i q = quant_av_nibbles(x + f.qs);
+    if (f.qh)
+        q = _mm256_or_si256(q, _mm256_and_si256(quant_av_bits(x + f.qh), _mm256_set1_epi8(0x10)));
+    return q;
+}
+
+/* int16 products, adjacent pairs summed: w . a over one block. */
+QAV_INLINE __m256i quant_av_mul(int T, __m256i w, __m256i a, __m256i a_abs)
+{
+    if (T == QT_Q8_0)
+        return _mm256_maddubs_epi16(a_abs, _mm256_sign_epi8(w, a));
+    return _mm256_maddubs_epi16(w, a);
+}
+
+/* Four rows' int16 products -> int32 [r0 r1 r2 r3 | r0 r1 r2 r3] where
+ * lane i holds row i's sum over elements 0..15 and lane i+4 over 16..31.
+ * Blends and in-lane shuffles instead of hadd: on Zen 3 hadd costs two
+ * cycles and competes with maddubs/madd for the two integer-multiply pipes. */
+#ifndef QAV_FOLD
+#define QAV_FOLD 0
+#endif
+QAV_INLINE __m256i quant_av_fold(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    p0 = _mm256_madd_epi16(p0, ones);
+    p1 = _mm256_madd_epi16(p1, ones);
+    p2 = _mm256_madd_epi16(p2, ones);
+    p3 = _mm256_madd_epi16(p3, ones);
+#if QAV_FOLD == 0
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+#elif QAV_FOLD == 1
+    __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+#elif QAV_FOLD == 2
+    __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    return _mm256_hadd_epi32(_mm256_shuffle_epi32(s01, 0xd8), _mm256_shuffle_epi32(s23, 0xd8));
+#else
+    __m256i s01 = _mm256_add_epi32(_mm256_blend_epi32(p0, p1, 0xaa),
+                                   _mm256_shuffle_epi32(_mm256_blend_epi32(p0, p1, 0x55), 0xb1));
+    __m256i s23 = _mm256_add_epi32(_mm256_blend_epi32(p2, p3, 0xaa),
+                                   _mm256_shuffle_epi32(_mm256_blend_epi32(p2, p3, 0x55), 0xb1));
+    return _mm256_add_epi32(_mm256_blend_epi32(s01, s23, 0xcc),
+                            _mm256_shuffle_epi32(_mm256_blend_epi32(s01, s23, 0x33), 0x4e));
+#endif
+}
+
+/* Broadcast lane j (< 4) of a [x0 x1 x2 x3 | x0 x1 x2 x3] vector. */
+QAV_INLINE __m256 quant_av_lane(__m256 v, int j)
+{
+    switch (j) {
+    case 0: return _mm256_shuffle_ps(v, v, 0x00);
+    case 1: return _mm256_shuffle_ps(v, v, 0x55);
+    case 2: return _mm256_shuffle_ps(v, v, 0xaa);
+    default: return _mm256_shuffle_ps(v, v, 0xff);
     }
 }
 
-/* 8 int32 partial sums of w . a over one block. */
-QAV_INLINE __m256i quant_av_dot(int T, __m256i w, __m256i a, __m256i a_abs)
+QAV_INLINE __m256i quant_av_lane_i(__m256i v, int j)
 {
-    __m256i p;
-    if (quant_av_fmt(T).has_m)
-        p = _mm256_maddubs_epi16(w, a);
-    else
-        p = _mm256_maddubs_epi16(a_abs, _mm256_sign_epi8(w, a));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    switch (j) {
+    case 0: return _mm256_shuffle_epi32(v, 0x00);
+    case 1: return _mm256_shuffle_epi32(v, 0x55);
+    case 2: return _mm256_shuffle_epi32(v, 0xaa);
+    default: return _mm256_shuffle_epi32(v, 0xff);
+    }
 }
 
-/* [h(x0) h(x1) h(x2) h(x3) | h(x0) h(x1) h(x2) h(x3)] from 4 halves. */
-QAV_INLINE __m256 quant_av_half4(uint16_t x0, uint16_t x1, uint16_t x2, uint16_t x3)
-{
-    __m128i h = _mm_cvtsi32_si128(x0 | (uint32_t)x1 << 16);
-    h = _mm_insert_epi32(h, (int)(x2 | (uint32_t)x3 << 16), 1);
-    __m128 f = _mm_cvtph_ps(h);
-    return _mm256_set_m128(f, f);
-}
+/* Per-block tables for QAV_KC blocks: activation rows [t0, t0+QAV_NA) as
+ * [block][row], weight group as [block][row 0..3]. */
+typedef struct {
+    _Alignas(32) float da[QAV_KC][QAV_NA];
+    union {
+        int32_t corr[QAV_KC][QAV_NA]; /* _0 unsigned path: off * sum(q_a) */
+        float sa[QAV_KC][QAV_NA];     /* _1 types: s of the Q8_1 block */
+    } x;
+    _Alignas(16) float dw[QAV_KC][4];
+    _Alignas(16) float mw[QAV_KC][4]; /* _1 types: m of the weight block */
+} quant_av_tabs;
 
-/* The register tile: out[j*4 + i] = dot(weight row i, act row j) over nb
- * blocks, i < 4, j < RN. w[i] and a[j] point at the first block. */
+/* The register tile over nb blocks: out[j*4 + i] = dot(w row i, act row j)
+ * for i < 4, j < RN; w[i], a[j] point at the chunk's first block, jt is
+ * the column of act row 0 in the tables. */
 QAV_INLINE void quant_av_tile(int T, int RN, int64_t nb, const uint8_t *const w[4],
-                              const uint8_t *const a[4], float out[16])
+                              const uint8_t *const a[4], const quant_av_tabs *tb, int jt,
+                              float out[16])
 {
     const quant_av_wfmt f = quant_av_fmt(T);
-    const int abs_ = f.has_m ? 36 : 34; /* Q8_1 : Q8_0 block bytes */
+    const int absz = f.has_m ? 36 : 34; /* Q8_1 : Q8_0 block bytes */
     const int aqs = f.has_m ? 4 : 2;
+    const __m256i low4 = _mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
-    const __m256 low4 = _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0));
     for (int64_t b = 0; b < nb; b++) {
-        const size_t wo = (size_t)b * (size_t)f.bsz, ao = (size_t)b * (size_t)abs_;
+        const size_t wo = (size_t)b * (size_t)f.bsz, ao = (size_t)b * (size_t)absz;
         const __m256i q0 = quant_av_unpack(T, w[0] + wo), q1 = quant_av_unpack(T, w[1] + wo);
         const __m256i q2 = quant_av_unpack(T, w[2] + wo), q3 = quant_av_unpack(T, w[3] + wo);
-        const __m256 d8 = quant_av_half4(quant_av_u16(w[0] + wo), quant_av_u16(w[1] + wo),
-                                         quant_av_u16(w[2] + wo), quant_av_u16(w[3] + wo));
-        __m256 m8 = _mm256_setzero_ps();
-        if (f.has_m)
-            m8 = _mm256_and_ps(low4, quant_av_half4(quant_av_u16(w[0] + wo + 2),
-                                                    quant_av_u16(w[1] + wo + 2),
-                                                    quant_av_u16(w[2] + wo + 2),
-                                                    quant_av_u16(w[3] + wo + 2)));
+        const __m256 d8 = _mm256_broadcast_ps((const __m128 *)tb->dw[b]);
+        const __m256 da4 = _mm256_broadcast_ps((const __m128 *)&tb->da[b][jt]);
+        __m256 m8 = _mm256_setzero_ps(), sa4 = _mm256_setzero_ps();
+        __m256i c4 = _mm256_setzero_si256();
+        if (f.has_m) {
+            m8 = _mm256_and_ps(_mm256_castsi256_ps(low4),
+                               _mm256_broadcast_ps((const __m128 *)tb->mw[b]));
+            sa4 = _mm256_broadcast_ps((const __m128 *)&tb->x.sa[b][jt]);
+        } else if (f.off) {
+            c4 = _mm256_and_si256(low4, _mm256_broadcastsi128_si256(
+                                            _mm_loadu_si128((const __m128i *)&tb->x.corr[b][jt])));
+        }
+#pragma GCC unroll 4
         for (int j = 0; j < RN; j++) {
-            const uint8_t *y = a[j] + ao;
-            const __m256i av = _mm256_loadu_si256((const __m256i *)(y + aqs));
-            const __m256i aa = f.has_m ? av : _mm256_sign_epi8(av, av);
-            const __m256i p01 = _mm256_hadd_epi32(quant_av_dot(T, q0, av, aa),
-                                                  quant_av_dot(T, q1, av, aa));
-            const __m256i p23 = _mm256_hadd_epi32(quant_av_dot(T, q2, av, aa),
-                                                  quant_av_dot(T, q3, av, aa));
-            const __m256 s = _mm256_cvtepi32_ps(_mm256_hadd_epi32(p01, p23));
-            const __m256 da = _mm256_set1_ps(_cvtsh_ss(quant_av_u16(y)));
-            acc[j] = _mm256_fmadd_ps(s, _mm256_mul_ps(d8, da), acc[j]);
+            const __m256i av = _mm256_loadu_si256((const __m256i *)(a[j] + ao + aqs));
+            const __m256i aa = T == QT_Q8_0 ? _mm256_sign_epi8(av, av) : av;
+            __m256i si = quant_av_fold(quant_av_mul(T, q0, av, aa),
+                                       quant_av_mul(T, q1, av, aa), quant_av_mul(T, q2, av, aa),
+                                       quant_av_mul(T, q3, av, aa));
+            if (f.off) /* exact: subtract off*sum(a) from the low lanes only */
+                si = _mm256_sub_epi32(si, quant_av_lane_i(c4, j));
+            const __m256 s = _mm256_cvtepi32_ps(si);
+            acc[j] = _mm256_fmadd_ps(s, _mm256_mul_ps(d8, quant_av_lane(da4, j)), acc[j]);
             if (f.has_m)
-                acc[j] = _mm256_fmadd_ps(m8, _mm256_set1_ps(_cvtsh_ss(quant_av_u16(y + 2))),
-                                         acc[j]);
+                acc[j] = _mm256_fmadd_ps(m8, quant_av_lane(sa4, j), acc[j]);
         }
     }
+#pragma GCC unroll 4
     for (int j = 0; j < RN; j++) {
         __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
         _mm_storeu_ps(out + 4 * j, r);
+    }
+}
+
+/* Activation tables for rows a_rows[0..na) (na <= QAV_NA), blocks [b0, b0+nb). */
+QAV_INLINE void quant_av_act_tabs(int T, const uint8_t *a, size_t a_stride, int na, int64_t b0,
+                                  int64_t nb, quant_av_tabs *tb)
+{
+    const quant_av_wfmt f = quant_av_fmt(T);
+    const size_t absz = f.has_m ? 36 : 34;
+    for (int t = 0; t < QAV_NA; t++) {
+        /* rows past na repeat the last one, so whole tiles can be loaded */
+        const uint8_t *row = a + (size_t)(t < na ? t : na - 1) * a_stride;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + (size_t)(b0 + b) * absz;
+            tb->da[b][t] = _cvtsh_ss(quant_av_u16(blk));
+            if (f.has_m) {
+                tb->x.sa[b][t] = _cvtsh_ss(quant_av_u16(blk + 2));
+            } else if (f.off) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                              _mm256_set1_epi16(1));
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s),
+                                           _mm256_extracti128_si256(s, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+                tb->x.corr[b][t] = f.off * _mm_cvtsi128_si32(s4);
+            }
+        }
     }
 }
 
@@ -167,34 +254,51 @@ QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride
                                 const void *a, size_t a_stride, int64_t n_act, float *y,
                                 size_t y_stride)
 {
-    const int64_t nb = k / 32;
-    int64_t chunk = (int64_t)(QAV_ACT_CHUNK_BYTES / (a_stride ? a_stride : 1));
-    chunk = chunk < 4 ? 4 : chunk & ~(int64_t)3;
-    for (int64_t t0 = 0; t0 < n_act; t0 += chunk) {
-        const int64_t t1 = t0 + chunk < n_act ? t0 + chunk : n_act;
-        for (int64_t r0 = 0; r0 < n_rows; r0 += 4) {
-            /* Rows past the end repeat the last one; their results are dropped. */
-            const uint8_t *wr[4];
-            for (int i = 0; i < 4; i++) {
-                int64_t r = r0 + i < n_rows ? r0 + i : n_rows - 1;
-                wr[i] = (const uint8_t *)w + (size_t)r * w_stride;
-            }
-            const int nr = n_rows - r0 < 4 ? (int)(n_rows - r0) : 4;
-            for (int64_t t = t0; t < t1; t += 4) {
-                const uint8_t *ar[4];
-                const int na = t1 - t < 4 ? (int)(t1 - t) : 4;
-                for (int j = 0; j < 4; j++)
-                    ar[j] = (const uint8_t *)a + (size_t)(t + (j < na ? j : na - 1)) * a_stride;
-                float out[16];
-                switch (na) {
-                case 1: quant_av_tile(T, 1, nb, wr, ar, out); break;
-                case 2: quant_av_tile(T, 2, nb, wr, ar, out); break;
-                case 3: quant_av_tile(T, 3, nb, wr, ar, out); break;
-                default: quant_av_tile(T, 4, nb, wr, ar, out); break;
+    const quant_av_wfmt f = quant_av_fmt(T);
+    const int64_t nbt = k / 32;
+    quant_av_tabs tb;
+    for (int64_t b0 = 0; b0 < nbt; b0 += QAV_KC) {
+        const int64_t nb = nbt - b0 < QAV_KC ? nbt - b0 : QAV_KC;
+        const int first = b0 == 0; /* later k chunks add to y */
+        for (int64_t t0 = 0; t0 < n_act; t0 += QAV_NA) {
+            const int na = n_act - t0 < QAV_NA ? (int)(n_act - t0) : QAV_NA;
+            const uint8_t *at0 = (const uint8_t *)a + (size_t)t0 * a_stride;
+            quant_av_act_tabs(T, at0, a_stride, na, b0, nb, &tb);
+            for (int64_t r0 = 0; r0 < n_rows; r0 += 4) {
+                /* rows past the end repeat the last one; their results are dropped */
+                const uint8_t *wr[4];
+                for (int i = 0; i < 4; i++) {
+                    int64_t r = r0 + i < n_rows ? r0 + i : n_rows - 1;
+                    wr[i] = (const uint8_t *)w + (size_t)r * w_stride + (size_t)b0 * (size_t)f.bsz;
                 }
-                for (int j = 0; j < na; j++)
-                    for (int i = 0; i < nr; i++)
-                        y[(size_t)(t + j) * y_stride + (size_t)(r0 + i)] = out[4 * j + i];
+                const int nr = n_rows - r0 < 4 ? (int)(n_rows - r0) : 4;
+                for (int64_t b = 0; b < nb; b++) {
+                    for (int i = 0; i < 4; i++) {
+                        const uint8_t *blk = wr[i] + (size_t)b * (size_t)f.bsz;
+                        tb.dw[b][i] = _cvtsh_ss(quant_av_u16(blk));
+                        if (f.has_m)
+                            tb.mw[b][i] = _cvtsh_ss(quant_av_u16(blk + 2));
+                    }
+                }
+                for (int t = 0; t < na; t += 4) {
+                    const uint8_t *ar[4];
+                    const int nt = na - t < 4 ? na - t : 4;
+                    for (int j = 0; j < 4; j++)
+                        ar[j] = at0 + (size_t)(t + (j < nt ? j : nt - 1)) * a_stride +
+                                (size_t)b0 * (f.has_m ? 36u : 34u);
+                    float out[16];
+                    switch (nt) {
+                    case 1: quant_av_tile(T, 1, nb, wr, ar, &tb, t, out); break;
+                    case 2: quant_av_tile(T, 2, nb, wr, ar, &tb, t, out); break;
+                    case 3: quant_av_tile(T, 3, nb, wr, ar, &tb, t, out); break;
+                    default: quant_av_tile(T, 4, nb, wr, ar, &tb, t, out); break;
+                    }
+                    for (int j = 0; j < nt; j++) {
+                        float *yt = y + (size_t)(t0 + t + j) * y_stride + (size_t)r0;
+                        for (int i = 0; i < nr; i++)
+                            yt[i] = first ? out[4 * j + i] : yt[i] + out[4 * j + i];
+                    }
+                }
             }
         }
     }

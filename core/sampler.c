@@ -23,6 +23,8 @@
  * usually cuts among them, and then never looks at the rest. */
 #define SAMP_NEAR_UNITS 16.0f
 #define SAMP_NEAR_CAP 8192
+/* repeat_last_n above this means every accepted token. */
+#define SAMP_RING_MAX 65536
 
 typedef struct {
     float l;
@@ -49,10 +51,10 @@ struct samp {
     uint32_t *stamp; /* [n_vocab] dedups the ring: stamp[tok] == gen when applied */
     uint32_t gen;
 
-    /* scratch, all sized for the whole vocabulary */
-    float *klogit;     /* [n_vocab] top-k survivors' logits */
-    int32_t *kid;      /* [n_vocab] and ids */
-    samp_cand *sel;    /* [n_vocab] quickselect workspace */
+    /* scratch */
+    float *klogit;     /* [top_k] top-k survivors' logits (when top-k is on) */
+    int32_t *kid;      /* [top_k] and ids */
+    samp_cand *sel;    /* [n_vocab] quickselect workspace (top_k > SAMP_HEAP_MAX_K) */
     float *prob;       /* [n_vocab] unnormalized probabilities, max = 1 */
     uint32_t *keep;    /* [n_vocab] indices of the survivors */
     uint16_t *bucket;  /* [n_vocab] top-p bucket of each listed candidate */
@@ -116,28 +118,36 @@ samp *samp_new(const core_sampling *p, int n_vocab)
     size_t n = (size_t)n_vocab;
     s->p = *p;
     s->n_vocab = n_vocab;
-    s->ring_cap = p->repeat_last_n > 0 ? (size_t)p->repeat_last_n : 0;
+    if (s->p.repeat_last_n > SAMP_RING_MAX) /* longer than any context: all of them */
+        s->p.repeat_last_n = -1;
+    s->ring_cap = s->p.repeat_last_n > 0 ? (size_t)s->p.repeat_last_n : 0;
     s->count = calloc(n, sizeof *s->count);
     s->seen = malloc(n * sizeof *s->seen);
     s->ring = malloc((s->ring_cap ? s->ring_cap : 1) * sizeof *s->ring);
     s->stamp = calloc(n, sizeof *s->stamp);
-    s->klogit = malloc(n * sizeof *s->klogit);
-    s->kid = malloc(n * sizeof *s->kid);
-    s->sel = malloc(n * sizeof *s->sel);
+    size_t k = p->top_k > 0 && (size_t)p->top_k < n ? (size_t)p->top_k : 0;
+    if (k) {
+        s->klogit = malloc(k * sizeof *s->klogit);
+        s->kid = malloc(k * sizeof *s->kid);
+        if (!s->klogit || !s->kid)
+            goto fail;
+    }
+    if (k > SAMP_HEAP_MAX_K && !(s->sel = malloc(n * sizeof *s->sel)))
+        goto fail;
     s->prob = malloc(n * sizeof *s->prob);
     s->keep = malloc(n * sizeof *s->keep);
     s->bnd = malloc(n * sizeof *s->bnd);
     s->bucket = malloc(n * sizeof *s->bucket);
     s->blk = malloc((n / SAMP_BLK + 1) * sizeof *s->blk);
     s->near = malloc((SAMP_NEAR_CAP + 1) * sizeof *s->near);
-    if (!s->bucket || !s->blk || !s->near ||
-        !s->count || !s->seen || !s->ring || !s->stamp || !s->klogit || !s->kid || !s->sel ||
-        !s->prob || !s->keep || !s->bnd) {
-        samp_free(s);
-        return NULL;
-    }
+    if (!s->bucket || !s->blk || !s->near || !s->count || !s->seen || !s->ring || !s->stamp ||
+        !s->prob || !s->keep || !s->bnd)
+        goto fail;
     samp_reset(s);
     return s;
+fail:
+    samp_free(s);
+    return NULL;
 }
 
 void samp_free(samp *s)
@@ -243,7 +253,6 @@ static inline bool samp_better(float la, int32_t ia, float lb, int32_t ib)
  * on arm64, plain scalar code elsewhere) for the passes over the vocabulary. */
 typedef float samp_v4f __attribute__((vector_size(16)));
 typedef int32_t samp_v4i __attribute__((vector_size(16)));
-typedef uint16_t samp_v4u16 __attribute__((vector_size(8)));
 
 static inline samp_v4f samp_load(const float *p)
 {
@@ -325,13 +334,25 @@ static void samp_topk_heap(samp *s, const float *logits, size_t n, size_t k)
     }
     for (size_t i = k / 2; i-- > 0;)
         samp_heap_down(hl, hi, k, i);
-    /* Later ids lose ties, so only a strictly larger logit enters. */
-    for (size_t i = k; i < n; i++) {
-        float x = logits[i];
-        if (x > hl[0]) {
-            hl[0] = x;
-            hi[0] = (int32_t)i;
-            samp_heap_down(hl, hi, k, 0);
+    /* Later ids lose ties, so only a strictly larger logit enters; most
+     * groups of 8 have none and are skipped with one vector test. */
+    typedef uint64_t v2u64 __attribute__((vector_size(16)));
+    for (size_t i = k; i < n;) {
+        if (i + 8 <= n) {
+            samp_v4f root = {hl[0], hl[0], hl[0], hl[0]};
+            v2u64 any = (v2u64)((samp_load(logits + i) > root) | (samp_load(logits + i + 4) > root));
+            if (!(any[0] | any[1])) {
+                i += 8;
+                continue;
+            }
+        }
+        for (size_t end = i + 8 < n ? i + 8 : n; i < end; i++) {
+            float x = logits[i];
+            if (x > hl[0]) {
+                hl[0] = x;
+                hi[0] = (int32_t)i;
+                samp_heap_down(hl, hi, k, 0);
+            }
         }
     }
 }

@@ -11,14 +11,16 @@
  *      otherwise top-k, temperature, softmax, top-p, min-p, then one draw
  *      from the renormalized survivors with our own PRNG (xoshiro256**
  *      seeded through splitmix64), so one seed gives one sequence
- *      everywhere.
+ *      everywhere. Top-p and min-p see the temperature-scaled
+ *      distribution (llama.cpp's default chain applies them before the
+ *      temperature).
  *
  * Knob semantics: top_k <= 0 or >= n_vocab is off; top_p >= 1 is off;
- * min_p <= 0 is off; repeat_penalty == 1 or repeat_last_n == 0 is off and
- * repeat_last_n < 0 means every accepted token. NaN knobs count as off (NaN
- * temperature: greedy). Filters always keep at least the most likely token.
- * Ties between equal logits are broken towards the lower id everywhere, so
- * results never depend on sort stability.
+ * min_p <= 0 is off; repeat_penalty == 1 or repeat_last_n == 0 is off, and
+ * repeat_last_n < 0 (or > 65536) means every accepted token. NaN knobs
+ * count as off (NaN temperature: greedy). Filters always keep at least the
+ * most likely token. Ties between equal logits are broken towards the lower
+ * id everywhere, so results never depend on sort stability.
  *
  * Nothing here sorts the vocabulary: top-k is a heap pass (or a quickselect
  * for large k), and top-p buckets the candidates by logit, then sorts only

@@ -383,7 +383,7 @@ static size_t pt_next_char(const tok_pt_subject *sub, size_t base, size_t pos)
 /* Splits one piece [cp0, cp0 + ncp) with a PCRE2 rule (std::regex_iterator
  * semantics), appending piece lengths in code points. */
 static int pt_regex_piece(const tok_pt_rule *r, const tok_pt_subject *sub, pcre2_match_data *md,
-                          size_t cp0, size_t ncp, tok_svec *out)
+                          pcre2_match_context *mc, size_t cp0, size_t ncp, tok_svec *out)
 {
     size_t b0 = sub->cp_off ? sub->cp_off[cp0] : cp0;
     size_t blen = (sub->cp_off ? sub->cp_off[cp0 + ncp] : cp0 + ncp) - b0;
@@ -392,7 +392,7 @@ static int pt_regex_piece(const tok_pt_rule *r, const tok_pt_subject *sub, pcre2
     size_t pos = 0, start = 0;
     uint32_t opts = 0;
     while (pos <= blen) {
-        int m = pcre2_match(r->re, seg, blen, pos, opts | PCRE2_NO_UTF_CHECK, md, NULL);
+        int m = pcre2_match(r->re, seg, blen, pos, opts | PCRE2_NO_UTF_CHECK, md, mc);
         if (m == PCRE2_ERROR_NOMATCH) {
             if (!opts)
                 break;
@@ -402,8 +402,10 @@ static int pt_regex_piece(const tok_pt_rule *r, const tok_pt_subject *sub, pcre2
             pos = pt_next_char(sub, b0, pos);
             continue;
         }
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT && !mc)
+            return PCRE2_ERROR_JIT_STACKLIMIT; /* the caller retries with a big stack */
         if (m < 0)
-            return CORE_EINVAL; /* match limits: should not happen with these regexes */
+            return CORE_EINVAL; /* match limits hit: too complex an input for the regex */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (ms > start && tok_svec_push(out, PT_CP(ms) - PT_CP(start)))
@@ -427,6 +429,8 @@ int tok_pretok_split(const tok_pretok *p, const uint32_t *cps, size_t n, tok_sve
     unsigned char *collapsed = NULL, *utf = NULL;
     size_t *cp_off = NULL, *byte_cp = NULL;
     pcre2_match_data *md = NULL;
+    pcre2_match_context *mc = NULL;
+    pcre2_jit_stack *js = NULL;
 
     if (n == 0)
         return 0;
@@ -511,7 +515,21 @@ int tok_pretok_split(const tok_pretok *p, const uint32_t *cps, size_t n, tok_sve
             }
             size_t start = 0;
             for (size_t i = 0; i < a.n; i++) {
-                if ((rc = pt_regex_piece(rule, &sub, md, start, a.v[i], &b)))
+                size_t mark = b.n;
+                rc = pt_regex_piece(rule, &sub, md, mc, start, a.v[i], &b);
+                if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+                    /* the JIT's default 32 KiB stack was not enough for
+                     * this piece: redo it with a stack of up to 64 MiB */
+                    b.n = mark;
+                    if (!(mc = pcre2_match_context_create(NULL)) ||
+                        !(js = pcre2_jit_stack_create(64 << 10, 64 << 20, NULL))) {
+                        rc = CORE_ENOMEM;
+                        goto out;
+                    }
+                    pcre2_jit_stack_assign(mc, NULL, js);
+                    rc = pt_regex_piece(rule, &sub, md, mc, start, a.v[i], &b);
+                }
+                if (rc)
                     goto out;
                 start += a.v[i];
             }
@@ -527,6 +545,8 @@ int tok_pretok_split(const tok_pretok *p, const uint32_t *cps, size_t n, tok_sve
         }
 out:
     pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    pcre2_jit_stack_free(js);
     free(a.v);
     free(b.v);
     free(collapsed);

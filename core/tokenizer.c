@@ -85,8 +85,8 @@ static const char *const tok_re_deepseek_coder[] = {"[\r\n]", "\\s?\\p{L}+", "\\
                                                     "\\p{N}"};
 static const char *const tok_re_deepseek3[] = {
     "\\p{N}{1,3}", TOK_RE_DS3_CJK,
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
-    "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"};
+    ("[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
+     "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+")};
 static const char *const tok_re_falcon[] = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", TOK_RE_GPT2, "[0-9][0-9][0-9]"};
 static const char *const tok_re_starcoder[] = {"\\p{N}", TOK_RE_GPT2};
 static const char *const tok_re_poro[] = {TOK_RE_PORO};
@@ -227,11 +227,15 @@ static bool tok_is(const tok_entry *t, const char *s)
     return t->n == n && !memcmp(t->s, s, n);
 }
 
+/* Every special text detected by name starts with one of these bytes. */
+static inline bool tok_maybe_named(const tok_entry *t)
+{
+    unsigned char c = t->n ? (unsigned char)t->s[0] : 0;
+    return c == '<' || c == '[' || c == '_' || c == 0xE2;
+}
+
 static bool tok_is_any(const tok_entry *t, const char *const *list)
 {
-    /* every listed text starts with one of these: skip the rest quickly */
-    if (t->n == 0 || !strchr("<[_\xe2", t->s[0]))
-        return false;
     for (; *list; list++)
         if (tok_is(t, *list))
             return true;
@@ -466,6 +470,8 @@ static void tok_detect_special(tok_vocab *v, int32_t fim[6])
 
     for (int32_t id = 0; id < v->n_tok; id++) {
         const tok_entry *t = &v->tok[id];
+        if (!tok_maybe_named(t))
+            continue;
         if (v->eot < 0 && tok_is_any(t, eot_txt)) {
             v->eot = id;
             tok_mark_control(v, id);
@@ -489,14 +495,14 @@ static void tok_detect_special(tok_vocab *v, int32_t fim[6])
         if (fim[f] >= 0)
             v->eog[fim[f]] = 1;
     for (int32_t id = 0; id < v->n_tok; id++)
-        if (tok_is_any(&v->tok[id], eog_txt)) {
+        if (tok_maybe_named(&v->tok[id]) && tok_is_any(&v->tok[id], eog_txt)) {
             v->eog[id] = 1;
             tok_mark_control(v, id);
         }
     /* gpt-oss: always render these */
     static const char *const harmony[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>", NULL};
     for (int32_t id = 0; id < v->n_tok; id++)
-        if (tok_is_any(&v->tok[id], harmony))
+        if (tok_maybe_named(&v->tok[id]) && tok_is_any(&v->tok[id], harmony))
             v->tok[id].attr = TOK_ATTR_USER_DEFINED;
     int32_t ids[3] = {v->eos, v->eot, v->eom};
     for (int i = 0; i < 3; i++)

@@ -2,11 +2,21 @@
  *
  * Format of the sysfs files read here: thermal_zoneN/type holds the zone's
  * name and a newline, thermal_zoneN/temp a decimal integer in millidegrees
- * Celsius and a newline.
+ * Celsius and a newline. The backlog comes from a NETLINK_SOCK_DIAG reply:
+ * nlmsghdr, struct unix_diag_msg, then rtattrs; UNIX_DIAG_RQLEN holds
+ * struct unix_diag_rqlen, whose rqueue is, for a listening socket, the
+ * number of connections not yet accepted.
  */
 #include "health.h"
 
 #include <dirent.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +87,56 @@ int health_render(const health_status *h, sbuf *out)
         sbuf_printf(out, "\"npu_temp_c\":%.1f,", h->npu_temp_c);
     else
         sbuf_puts(out, "\"npu_temp_c\":null,");
-    sbuf_printf(out, "\"queue_depth\":%lld}", h->queue_depth);
+    sbuf_printf(out, "\"queue_depth\":%lld,\"in_flight\":%lld,", h->queue_depth, h->in_flight);
+    if (h->has_backlog)
+        sbuf_printf(out, "\"backlog\":%lld}", h->backlog);
+    else
+        sbuf_puts(out, "\"backlog\":null}");
     return h->model_loaded ? 200 : 503;
+}
+
+int health_backlog(int listen_fd, long long *pending)
+{
+    struct stat st;
+    if (fstat(listen_fd, &st) != 0)
+        return CORE_EIO;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return CORE_EUNSUPPORTED;
+    struct {
+        struct nlmsghdr nh;
+        struct unix_diag_req r;
+    } q = {.nh = {.nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                  .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1},
+           .r = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = (__u32)st.st_ino,
+                 .udiag_show = UDIAG_SHOW_RQLEN, .udiag_cookie = {~0u, ~0u}}};
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    int rc = CORE_EUNSUPPORTED;
+    long buf[1024];
+    if (sendto(nl, &q, sizeof(q), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+        goto out;
+    ssize_t n = recv(nl, buf, sizeof(buf), 0);
+    if (n <= 0)
+        goto out;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+         h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+            h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
+            continue;
+        struct unix_diag_msg *m = NLMSG_DATA(h);
+        if (m->udiag_ino != (__u32)st.st_ino)
+            continue;
+        int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+        for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+            if (a->rta_type == UNIX_DIAG_RQLEN &&
+                RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+                struct unix_diag_rqlen *ql = RTA_DATA(a);
+                *pending = ql->udiag_rqueue;
+                rc = CORE_OK;
+            }
+        }
+    }
+out:
+    close(nl);
+    return rc;
 }

@@ -16,7 +16,10 @@ typedef struct {
     int workers_alive, workers_configured;
     bool has_temp;
     double npu_temp_c;
-    long long queue_depth;  /* requests in flight over all workers */
+    long long in_flight;    /* other requests being served by the pool */
+    bool has_backlog;
+    long long backlog;      /* connections waiting for a worker */
+    long long queue_depth;  /* in_flight + backlog: what a new request is behind */
 } health_status;
 
 /* Reads DIR/thermal_zoneN/temp (millidegrees) of the first zone whose type
@@ -24,8 +27,14 @@ typedef struct {
  * CORE_OK, or CORE_ENOTFOUND when there is no such zone. */
 int health_npu_temp(const char *dir, double *celsius);
 
+/* Connections waiting in the listening unix socket's backlog for a worker
+ * to accept them (sock_diag netlink, UNIX_DIAG_RQLEN). CORE_EUNSUPPORTED
+ * where the kernel does not offer it (no unix_diag). */
+int health_backlog(int listen_fd, long long *pending);
+
 /* {"status":"ok"|"degraded"|"unavailable", "model":{"id","loaded"},
- *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n}
+ *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n,
+ *  "in_flight": n, "backlog": n|null}
  * Returns the HTTP status to send: 200, or 503 when no model is loaded here. */
 int health_render(const health_status *h, sbuf *out);
 

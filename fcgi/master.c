@@ -61,6 +61,21 @@ static long long master_now_ms(void)
 
 /* ---- socket and pid file -------------------------------------------------- */
 
+/* Creates the last directory of path's parent (like /run/edgegate). */
+static int master_mkdir_parent(const char *path, char *msg, size_t msg_size)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return CORE_OK;
+    *slash = '\0';
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return core_errf(CORE_EIO, msg, msg_size, "cannot create directory %s: %s", dir,
+                         strerror(errno));
+    return CORE_OK;
+}
+
 static int master_listen(const cfg *c, int *out, char *msg, size_t msg_size)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -82,20 +97,8 @@ static int master_listen(const cfg *c, int *out, char *msg, size_t msg_size)
             close(probe);
         unlink(c->socket);
     }
-    char *dir = strdup(c->socket);
-    if (!dir)
-        return core_errf(CORE_ENOMEM, msg, msg_size, "out of memory");
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(dir);
-            return core_errf(CORE_EIO, msg, msg_size, "cannot create %s: %s", c->socket,
-                             strerror(e));
-        }
-    }
-    free(dir);
+    if (master_mkdir_parent(c->socket, msg, msg_size) != CORE_OK)
+        return CORE_EIO;
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -139,6 +142,8 @@ static int master_pid_file(const char *path, char *msg, size_t msg_size)
             return core_errf(CORE_EIO, msg, msg_size, "%s names running process %ld", path, pid);
         unlink(path);
     }
+    if (master_mkdir_parent(path, msg, msg_size) != CORE_OK)
+        return CORE_EIO;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return core_errf(CORE_EIO, msg, msg_size, "cannot create %s: %s", path, strerror(errno));

@@ -24,6 +24,8 @@ typedef struct {
     _Atomic uint64_t requests[METRICS_EP_COUNT][METRICS_N_STATUS];
     _Atomic uint64_t latency[METRICS_EP_COUNT][METRICS_N_BUCKETS];
     _Atomic uint64_t latency_us_sum[METRICS_EP_COUNT];
+    _Atomic uint64_t queue[METRICS_N_BUCKETS];
+    _Atomic uint64_t queue_us_sum;
     _Atomic uint64_t prompt_tokens, completion_tokens, gen_us;
     _Atomic uint64_t deadline_hits, disconnects;
 } __attribute__((aligned(64))) metrics_slot;
@@ -122,6 +124,14 @@ static int metrics_status_index(int status)
     return METRICS_N_STATUS - 1;
 }
 
+static int metrics_bucket(uint64_t us)
+{
+    int b = 0;
+    while (b < METRICS_N_BUCKETS - 1 && us > metrics_le_us[b])
+        b++;
+    return b;
+}
+
 void metrics_request_end(metrics *m, int slot, const metrics_sample *x)
 {
     if (slot < 0 || slot >= m->n_slots)
@@ -129,11 +139,12 @@ void metrics_request_end(metrics *m, int slot, const metrics_sample *x)
     metrics_slot *s = &m->slots[slot];
     int ep = x->endpoint < METRICS_EP_COUNT ? (int)x->endpoint : METRICS_EP_OTHER;
     MX_ADD(s->requests[ep][metrics_status_index(x->status)], 1);
-    int b = 0;
-    while (b < METRICS_N_BUCKETS - 1 && x->latency_us > metrics_le_us[b])
-        b++;
-    MX_ADD(s->latency[ep][b], 1);
+    MX_ADD(s->latency[ep][metrics_bucket(x->latency_us)], 1);
     MX_ADD(s->latency_us_sum[ep], x->latency_us);
+    if (x->has_queue_wait) {
+        MX_ADD(s->queue[metrics_bucket(x->queue_wait_us)], 1);
+        MX_ADD(s->queue_us_sum, x->queue_wait_us);
+    }
     MX_ADD(s->prompt_tokens, x->prompt_tokens);
     MX_ADD(s->completion_tokens, x->completion_tokens);
     MX_ADD(s->gen_us, x->gen_us);
@@ -178,6 +189,8 @@ typedef struct {
     uint64_t requests[METRICS_EP_COUNT][METRICS_N_STATUS];
     uint64_t latency[METRICS_EP_COUNT][METRICS_N_BUCKETS];
     uint64_t latency_us_sum[METRICS_EP_COUNT];
+    uint64_t queue[METRICS_N_BUCKETS];
+    uint64_t queue_us_sum;
     uint64_t prompt_tokens, completion_tokens, gen_us, deadline_hits, disconnects;
 } metrics_totals;
 
@@ -193,6 +206,9 @@ static void metrics_sum(const metrics *m, metrics_totals *t)
                 t->latency[e][b] += MX_LOAD(s->latency[e][b]);
             t->latency_us_sum[e] += MX_LOAD(s->latency_us_sum[e]);
         }
+        for (int b = 0; b < METRICS_N_BUCKETS; b++)
+            t->queue[b] += MX_LOAD(s->queue[b]);
+        t->queue_us_sum += MX_LOAD(s->queue_us_sum);
         t->prompt_tokens += MX_LOAD(s->prompt_tokens);
         t->completion_tokens += MX_LOAD(s->completion_tokens);
         t->gen_us += MX_LOAD(s->gen_us);
@@ -213,7 +229,32 @@ static void metrics_scalar(sbuf *o, const char *name, const char *type, const ch
     sbuf_printf(o, "%s %.17g\n", name, v);
 }
 
-int metrics_render(const metrics *m, sbuf *o)
+/* One histogram series; label may be NULL. Buckets are stored per bucket
+ * and printed cumulative. */
+static void metrics_hist(sbuf *o, const char *name, const char *label, const char *value,
+                         const uint64_t *buckets, uint64_t sum_us)
+{
+    char lab[64] = "", sep[2] = "";
+    if (label) {
+        snprintf(lab, sizeof(lab), "%s=\"%s\"", label, value);
+        sep[0] = ',';
+    }
+    uint64_t cum = 0;
+    for (int b = 0; b < METRICS_N_BUCKETS; b++) {
+        cum += buckets[b];
+        if (b < METRICS_N_BUCKETS - 1)
+            sbuf_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, lab, sep,
+                        (double)metrics_le_us[b] / 1e6, (unsigned long long)cum);
+        else
+            sbuf_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, lab, sep,
+                        (unsigned long long)cum);
+    }
+    const char *open = label ? "{" : "", *close = label ? "}" : "";
+    sbuf_printf(o, "%s_sum%s%s%s %.6f\n", name, open, lab, close, (double)sum_us / 1e6);
+    sbuf_printf(o, "%s_count%s%s%s %llu\n", name, open, lab, close, (unsigned long long)cum);
+}
+
+int metrics_render(const metrics *m, const long long *backlog, sbuf *o)
 {
     metrics_totals t;
     metrics_sum(m, &t);
@@ -238,28 +279,18 @@ int metrics_render(const metrics *m, sbuf *o)
 
     metrics_head(o, "edgegate_request_duration_seconds", "histogram",
                  "Time from accept to the last byte of the response.");
-    for (int e = 0; e < METRICS_EP_COUNT; e++) {
-        const char *ep = metrics_endpoint_name((metrics_endpoint)e);
-        uint64_t cum = 0;
-        for (int b = 0; b < METRICS_N_BUCKETS; b++) {
-            cum += t.latency[e][b];
-            if (b < METRICS_N_BUCKETS - 1)
-                sbuf_printf(o,
-                            "edgegate_request_duration_seconds_bucket{endpoint=\"%s\",le=\"%g\"} "
-                            "%llu\n",
-                            ep, (double)metrics_le_us[b] / 1e6, (unsigned long long)cum);
-            else
-                sbuf_printf(o,
-                            "edgegate_request_duration_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} "
-                            "%llu\n",
-                            ep, (unsigned long long)cum);
-        }
-        sbuf_printf(o, "edgegate_request_duration_seconds_sum{endpoint=\"%s\"} %.6f\n", ep,
-                    (double)t.latency_us_sum[e] / 1e6);
-        sbuf_printf(o, "edgegate_request_duration_seconds_count{endpoint=\"%s\"} %llu\n", ep,
-                    (unsigned long long)cum);
-    }
-
+    for (int e = 0; e < METRICS_EP_COUNT; e++)
+        metrics_hist(o, "edgegate_request_duration_seconds", "endpoint",
+                     metrics_endpoint_name((metrics_endpoint)e), t.latency[e],
+                     t.latency_us_sum[e]);
+    metrics_head(o, "edgegate_queue_wait_seconds", "histogram",
+                 "Time from nginx handing a request to the pool (its $msec) until a worker "
+                 "accepted it: the wait for a free worker.");
+    metrics_hist(o, "edgegate_queue_wait_seconds", NULL, NULL, t.queue, t.queue_us_sum);
+    if (backlog)
+        metrics_scalar(o, "edgegate_queue_depth", "gauge",
+                       "Connections waiting in the socket's accept queue for a free worker.",
+                       (double)*backlog);
     metrics_scalar(o, "edgegate_prompt_tokens_total", "counter",
                    "Prompt tokens prefilled for chat completions.", (double)t.prompt_tokens);
     metrics_scalar(o, "edgegate_completion_tokens_total", "counter",

@@ -42,6 +42,8 @@ typedef struct {
     uint64_t gen_us;           /* time in core_generate */
     bool deadline_hit;
     bool disconnected;
+    bool has_queue_wait;       /* nginx told us when it took the request */
+    uint64_t queue_wait_us;    /* nginx handing it over to a worker accepting it */
 } metrics_sample;
 
 /* n_slots: how many workers may be alive at once (old and new during a reload). */
@@ -69,8 +71,9 @@ typedef struct {
 } metrics_summary;
 bool metrics_slot_model_loaded(const metrics *m, int slot);
 void metrics_summarize(const metrics *m, metrics_summary *out);
-/* Prometheus text exposition format 0.0.4. */
-int metrics_render(const metrics *m, sbuf *out);
+/* Prometheus text exposition format 0.0.4. backlog: connections waiting in
+ * the socket's accept queue, or NULL when the kernel cannot tell. */
+int metrics_render(const metrics *m, const long long *backlog, sbuf *out);
 
 const char *metrics_endpoint_name(metrics_endpoint ep);
 

@@ -3,25 +3,29 @@
  * Input: FastCGI requests from nginx (libfcgi parses the records). The
  * params used: REQUEST_METHOD, DOCUMENT_URI (else SCRIPT_NAME, else
  * REQUEST_URI without its query), CONTENT_LENGTH, REQUEST_ID,
- * EDGEGATE_CLIENT, EDGEGATE_ADMIN, REMOTE_ADDR.
+ * EDGEGATE_CLIENT, EDGEGATE_ADMIN, EDGEGATE_START_MSEC, REMOTE_ADDR.
  *
- * Signals: SIGTERM/SIGINT stay blocked except while the worker waits in
- * ppoll() for a connection, so a stop never interrupts a request's I/O and
- * never gets lost between "check the flag" and "wait". The listening socket
+ * Signals: SIGTERM/SIGINT stay blocked except while the worker waits for a
+ * connection in epoll_pwait() (ppoll() where epoll fails), so a stop never
+ * interrupts a request's I/O and never gets lost between "check the flag"
+ * and "wait". The listening socket
  * is non-blocking: when another worker wins the accept, FCGX_Accept_r()
- * returns -EAGAIN and we go back to ppoll(). SIGALRM carries the generation
+ * returns -EAGAIN and we go back to waiting. SIGALRM carries the generation
  * deadline into core_abort().
  */
-#define _GNU_SOURCE /* ppoll */
+#define _GNU_SOURCE /* ppoll, epoll_pwait */
 #include "worker.h"
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/time.h>
@@ -67,7 +71,7 @@ typedef struct {
     long long gen_us;
     bool stream, deadline_hit, disconnected;
     bool headers_sent;
-    const char *error; /* short reason for the log */
+    char error[320]; /* short reason for the log ("" = none) */
 } worker_req;
 
 static long long worker_now_us(void)
@@ -174,16 +178,23 @@ static void worker_send_error(worker_state *w, worker_req *q, const api_error *e
 {
     sbuf_clear(&w->body);
     resp_error(&w->body, e);
-    if (!q->error)
-        q->error = e->message;
+    if (!q->error[0])
+        snprintf(q->error, sizeof(q->error), "%s", e->message);
     worker_send(q, e->status, "application/json", &w->body, extra);
 }
 
 static void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
-                        const char *fmt, const char *arg)
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
+                        const char *fmt, ...)
 {
     api_error e;
-    api_fail(&e, status, NULL, code, fmt, arg);
+    api_fail(&e, status, NULL, code, "%s", "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
     worker_send_error(w, q, &e, NULL);
 }
 
@@ -192,6 +203,12 @@ static void worker_fail(worker_state *w, worker_req *q, int status, const char *
 static const char *worker_param(worker_req *q, const char *name)
 {
     return FCGX_GetParam(name, q->r->envp);
+}
+
+static const char *worker_param_dup(worker_state *w, worker_req *q, const char *name)
+{
+    const char *v = worker_param(q, name);
+    return v ? arena_strndup(w->arena, v, strlen(v)) : NULL;
 }
 
 /* nginx's $request_id is 32 hex digits; anything odd is replaced, since it
@@ -229,7 +246,7 @@ static int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *
         errno = 0;
         want = strtol(cl, &end, 10);
         if (errno || *end || want < 0) {
-            worker_fail(w, q, 400, "invalid_request", "Invalid Content-Length.%s", "");
+            worker_fail(w, q, 400, "invalid_request", "Invalid Content-Length.");
             return -1;
         }
         if (want > max) {
@@ -243,7 +260,7 @@ static int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *
     size_t cap = want >= 0 ? (size_t)want : (size_t)max + 1;
     char *buf = arena_alloc(w->arena, cap + 1);
     if (!buf) {
-        worker_fail(w, q, 500, NULL, "Out of memory.%s", "");
+        worker_fail(w, q, 500, NULL, "Out of memory.");
         return -1;
     }
     size_t got = 0;
@@ -260,7 +277,7 @@ static int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *
         return -1;
     }
     if (want >= 0 && got < (size_t)want) {
-        worker_fail(w, q, 400, "invalid_request", "The request body is shorter than its Content-Length.%s", "");
+        worker_fail(w, q, 400, "invalid_request", "The request body is shorter than its Content-Length.");
         return -1;
     }
     buf[got] = '\0';
@@ -417,7 +434,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     if (rc != CORE_OK && rc != CORE_EABORTED) {
         worker_busy_model = NULL;
         worker_arm_deadline(0);
-        q->error = msg;
+        snprintf(q->error, sizeof(q->error), "%s", msg);
         worker_fail(w, q, 500, NULL, "Prefill failed: %s.", core_strerror(rc));
         return;
     }
@@ -472,7 +489,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         elog_ev(ELOG_INFO, "client disconnected; generation stopped",
                 ELOG_S("request_id", q->req_id), ELOG_I("completion_tokens", q->completion_tokens));
     } else if (rc != CORE_OK) {
-        q->error = msg;
+        snprintf(q->error, sizeof(q->error), "%s", msg);
         api_fail(&e, 500, NULL, NULL, "Generation failed: %s.", core_strerror(rc));
         if (rq.stream) {
             sbuf_clear(&w->chunk);
@@ -492,7 +509,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
             worker_flush(q);
     } else if (text.oom) {
-        worker_fail(w, q, 500, NULL, "Out of memory.%s", "");
+        worker_fail(w, q, 500, NULL, "Out of memory.");
     } else {
         sbuf_clear(&w->body);
         resp_completion(&w->body, &meta, text.data, text.len, finish, &usage, q->deadline_hit);
@@ -523,14 +540,19 @@ static void worker_health(worker_state *w, worker_req *q)
     }
     metrics_summary s;
     metrics_summarize(w->p->metrics, &s);
+    long long backlog = 0;
+    bool has_backlog = health_backlog(w->p->listen_fd, &backlog) == CORE_OK;
+    long long others = s.in_flight > 0 ? s.in_flight - 1 : 0; /* not this request */
     health_status h = {.model_id = w->ids[0],
                        .model_loaded = w->models[0] != NULL,
                        .workers_alive = s.workers_alive,
                        .workers_configured = s.workers_configured,
                        .has_temp = w->has_temp,
                        .npu_temp_c = w->temp_c,
-                       /* this request itself is in flight; it does not wait */
-                       .queue_depth = s.in_flight > 0 ? s.in_flight - 1 : 0};
+                       .in_flight = others,
+                       .has_backlog = has_backlog,
+                       .backlog = backlog,
+                       .queue_depth = others + backlog};
     sbuf_clear(&w->body);
     int status = health_render(&h, &w->body);
     worker_send(q, status, "application/json", &w->body, "Cache-Control: no-store\r\n");
@@ -539,7 +561,9 @@ static void worker_health(worker_state *w, worker_req *q)
 static void worker_metrics(worker_state *w, worker_req *q)
 {
     sbuf_clear(&w->body);
-    metrics_render(w->p->metrics, &w->body);
+    long long backlog;
+    bool has_backlog = health_backlog(w->p->listen_fd, &backlog) == CORE_OK;
+    metrics_render(w->p->metrics, has_backlog ? &backlog : NULL, &w->body);
     worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
 }
 
@@ -565,7 +589,7 @@ static void worker_route(worker_state *w, worker_req *q, long long t0)
         if (!worker_method(w, q, "POST"))
             return;
         if (!q->client || !*q->client) {
-            worker_fail(w, q, 401, "invalid_api_key", "No client identity reached the pool.%s", "");
+            worker_fail(w, q, 401, "invalid_api_key", "No client identity reached the pool.");
             return;
         }
         worker_chat(w, q, t0);
@@ -585,7 +609,7 @@ static void worker_route(worker_state *w, worker_req *q, long long t0)
         q->ep = METRICS_EP_ADMIN;
         const char *admin = worker_param(q, "EDGEGATE_ADMIN");
         if (!admin || strcmp(admin, "1") != 0)
-            worker_fail(w, q, 403, "forbidden", "The admin API needs the admin key.%s", "");
+            worker_fail(w, q, 403, "forbidden", "The admin API needs the admin key.");
         else
             worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", p);
     } else {
@@ -600,14 +624,15 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
     metrics_request_begin(w->p->metrics, w->p->slot);
     worker_req q = {.r = r, .ep = METRICS_EP_OTHER, .status = 500};
     worker_request_id(&q);
-    q.method = worker_param(&q, "REQUEST_METHOD");
-    q.client = worker_param(&q, "EDGEGATE_CLIENT");
-    q.remote = worker_param(&q, "REMOTE_ADDR");
+    /* Copies: FCGX_Finish_r() frees the params before the log line is written. */
+    q.method = worker_param_dup(w, &q, "REQUEST_METHOD");
+    q.client = worker_param_dup(w, &q, "EDGEGATE_CLIENT");
+    q.remote = worker_param_dup(w, &q, "REMOTE_ADDR");
     if (!q.method)
         q.method = "GET";
-    const char *path = worker_param(&q, "DOCUMENT_URI");
+    const char *path = worker_param_dup(w, &q, "DOCUMENT_URI");
     if (!path || !*path)
-        path = worker_param(&q, "SCRIPT_NAME");
+        path = worker_param_dup(w, &q, "SCRIPT_NAME");
     if (!path || !*path) {
         const char *uri = worker_param(&q, "REQUEST_URI");
         uri = uri ? uri : "/";
@@ -615,9 +640,24 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
     }
     q.path = path ? path : "/";
 
+    /* nginx's $msec when it built the FastCGI request: the wait for a worker. */
+    const char *start = worker_param(&q, "EDGEGATE_START_MSEC");
+    bool has_wait = false;
+    long long wait_us = 0;
+    if (start && *start) {
+        char *end;
+        double sent = strtod(start, &end);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double d = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - sent;
+        if (*end == '\0' && d > -1.0 && d < 3600.0) {
+            has_wait = true;
+            wait_us = d > 0 ? (long long)(d * 1e6) : 0; /* ms resolution; clocks agree */
+        }
+    }
     worker_route(w, &q, t0);
     if (!q.headers_sent && !q.disconnected)
-        worker_fail(w, &q, 500, NULL, "The request was not answered.%s", "");
+        worker_fail(w, &q, 500, NULL, "The request was not answered.");
     FCGX_Finish_r(r);
 
     long long us = worker_now_us() - t0;
@@ -628,7 +668,9 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
                         .completion_tokens = (uint64_t)q.completion_tokens,
                         .gen_us = (uint64_t)q.gen_us,
                         .deadline_hit = q.deadline_hit,
-                        .disconnected = q.disconnected};
+                        .disconnected = q.disconnected,
+                        .has_queue_wait = has_wait,
+                        .queue_wait_us = (uint64_t)wait_us};
     metrics_request_end(w->p->metrics, w->p->slot, &s);
     elog_level lvl = q.status >= 500 ? ELOG_WARN : ELOG_INFO;
     if (elog_enabled(lvl))
@@ -639,7 +681,8 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
                 ELOG_B("stream", q.stream), ELOG_I("prompt_tokens", q.prompt_tokens),
                 ELOG_I("completion_tokens", q.completion_tokens), ELOG_S("finish", q.finish),
                 ELOG_B("deadline_hit", q.deadline_hit), ELOG_D("ms", (double)us / 1000.0),
-                ELOG_I("slot", w->p->slot), ELOG_S("error", q.error));
+                ELOG_D("queue_ms", has_wait ? (double)wait_us / 1000.0 : NAN),
+                ELOG_I("slot", w->p->slot), ELOG_S("error", q.error[0] ? q.error : NULL));
 }
 
 /* ---- process ------------------------------------------------------------ */
@@ -649,7 +692,7 @@ static void worker_signals(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = worker_on_stop; /* no SA_RESTART: ppoll must return */
+    sa.sa_handler = worker_on_stop; /* no SA_RESTART: the wait must return */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sa.sa_handler = worker_on_alarm;
@@ -729,14 +772,29 @@ int worker_main(const worker_params *p)
     sigset_t waitmask;
     sigemptyset(&waitmask); /* only SIGTERM/SIGINT are blocked; let them in here */
     sigaddset(&waitmask, SIGHUP);
+    /* EPOLLEXCLUSIVE wakes one idle worker per connection instead of all
+     * of them (the others would only lose the accept race). */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = p->listen_fd};
+    if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, p->listen_fd, &ev) != 0) {
+        close(ep);
+        ep = -1;
+    }
     int accept_errors = 0;
     while (!worker_stop) {
-        struct pollfd pfd = {.fd = p->listen_fd, .events = POLLIN};
-        int n = ppoll(&pfd, 1, NULL, &waitmask);
+        int n;
+        if (ep >= 0) {
+            struct epoll_event got;
+            n = epoll_pwait(ep, &got, 1, -1, &waitmask);
+        } else {
+            struct pollfd pfd = {.fd = p->listen_fd, .events = POLLIN};
+            n = ppoll(&pfd, 1, NULL, &waitmask);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            elog_msg(ELOG_ERROR, "worker %d: ppoll: %s", p->slot, strerror(errno));
+            elog_msg(ELOG_ERROR, "worker %d: waiting for connections: %s", p->slot,
+                     strerror(errno));
             status = 1;
             break;
         }
@@ -758,6 +816,8 @@ int worker_main(const worker_params *p)
         arena_reset(w.arena);
     }
     FCGX_Free(&r, 0);
+    if (ep >= 0)
+        close(ep);
 out:
     for (size_t i = 0; i < p->cfg->n_models; i++)
         core_free(w.models[i]);

@@ -3,6 +3,7 @@
  *   matvec (n_act = 1): GB/s of weight bytes streamed, for qwen2.5-0.5b shapes
  *                       (ffn 4864x896, ffn-down 896x4864, output 151936x896)
  *   gemm (n_act = 128): GOP/s, counting a multiply-add as 2 ops
+ * Times are thread CPU time (medians), so a busy machine inflates them less.
  *
  * Usage: bench_quant_legacy [runs [type [isa]]]
  *   runs: median of that many timed runs (default 7); type ("q4_0") and isa
@@ -27,10 +28,12 @@ static float bq_randf(void)
     return (float)((bq_rng >> 40) & 0xffffff) / (float)0x800000 - 1.0f;
 }
 
+/* Thread CPU time, not wall time: the numbers stay meaningful on a shared
+ * machine where other processes take turns on this core. */
 static double bq_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 

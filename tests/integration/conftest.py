@@ -16,7 +16,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -136,6 +135,8 @@ class Stack:
     def stop(self, keep):
         if not self.dir:
             return
+        if getattr(self, "session", None):
+            self.session.close()   # idle keep-alive connections would slow nginx's quit
         r = subprocess.run([os.path.join(ROOT, "scripts", "down"), "--dir", self.dir],
                            capture_output=True, text=True)
         if r.returncode != 0:
@@ -166,9 +167,9 @@ class Stack:
                     stat = f.read()
             except OSError:
                 continue
-            # Field 4 (ppid) follows the parenthesized command name.
+            # State and ppid follow the parenthesized command name.
             fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) == master:
+            if int(fields[1]) == master and fields[0] != "Z":   # not yet-unreaped
                 kids.append(int(d))
         return sorted(kids)
 
@@ -301,7 +302,7 @@ def slow_stack(request):
     yield from _run_stack(
         request, "slow",
         ["--workers", "1", "--deadline-ms", "120000", "--max-tokens-cap", "100000",
-         "--n-ctx", "8192", "--read-timeout", "300s"])
+         "--n-ctx", "4096", "--read-timeout", "300s"])
 
 
 @pytest.fixture(scope="session")

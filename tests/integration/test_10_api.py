@@ -1,6 +1,7 @@
 """The OpenAI-compatible API through nginx and TLS: health, models, chat."""
 
 import json
+import time
 
 from conftest import parse_sse
 
@@ -43,7 +44,6 @@ def test_request_id_reaches_the_pool_log(stack):
     r = stack.chat(max_tokens=1)
     assert r.status_code == 200, r.text
     rid = r.headers["X-Request-Id"]
-    import time
     for _ in range(50):
         if rid in stack.log("edgegate.log"):
             break

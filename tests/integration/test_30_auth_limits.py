@@ -1,9 +1,11 @@
 """What nginx decides on its own: keys, admin, redirect, TLS, logs."""
 
+import json
 import os
 import ssl
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
@@ -83,7 +85,6 @@ def test_keys_never_reach_logs(stack):
 
 
 def test_access_log_is_json_with_client_and_request_id(stack):
-    import json
     r = stack.get("/v1/models")
     rid = r.headers["X-Request-Id"]
     time.sleep(1.2)
@@ -121,18 +122,44 @@ def test_tls_versions(stack, version):
             assert s.version() == {"TLSv1_3": "TLSv1.3", "TLSv1_2": "TLSv1.2"}[version.name]
 
 
-def test_tls_1_1_is_refused(stack):
-    # openssl's client can still offer TLS 1.1 at security level 0.
+@pytest.mark.parametrize("args", [
+    ["-tls1_1", "-cipher", "ALL:@SECLEVEL=0"],          # old protocol
+    ["-tls1_2", "-cipher", "AES128-SHA:AES256-SHA"],    # no forward secrecy, CBC
+], ids=["tls1.1", "tls1.2-cbc-rsa-kx"])
+def test_weak_tls_is_refused(stack, args):
     port = stack.url.rsplit(":", 1)[1]
-    import subprocess
-    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1",
-                        "-cipher", "ALL:@SECLEVEL=0"], input=b"", capture_output=True, timeout=20)
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args],
+                       input=b"", capture_output=True, timeout=20)
     out = (r.stdout + r.stderr).decode(errors="replace")
     assert r.returncode != 0, out[-500:]
-    assert "alert protocol version" in out or "unsupported protocol" in out, out[-800:]
+    assert "alert" in out and "Cipher is (NONE)" in out, out[-800:]
 
 
 def test_metrics_from_loopback(stack):
     r = stack.session.get(stack.url + "/metrics", timeout=10)
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/plain")
+
+
+def test_malformed_http_gets_json_errors(stack):
+    # Errors nginx raises before it has a usable request still come as JSON.
+    r = stack.session.get(stack.url + "/v1/models?" + "a" * 20000, headers=stack.auth(), timeout=10)
+    assert_api_error(r, 414, code="uri_too_long")
+    r = stack.get("/v1/models", client=None, headers={"Authorization": "Bearer " + "a" * 20000})
+    assert_api_error(r, 400)
+    ctx = ssl.create_default_context(cafile=stack.ca)
+    port = int(stack.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"NONSENSE\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+def test_error_pages_are_internal(stack):
+    r = stack.session.get(stack.url + "/_edgegate/error/401", timeout=10)
+    assert_api_error(r, 404)

@@ -9,9 +9,7 @@ import subprocess
 import threading
 import time
 
-import pytest
-
-from conftest import ROOT
+from conftest import ROOT, assert_api_error
 
 
 class Traffic:
@@ -115,6 +113,11 @@ def test_killed_worker_is_restarted(stack):
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
     t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        now = stack.worker_pids()
+        if victim not in now and len(now) == 2:
+            break
+        time.sleep(0.05)
     h = stack.wait_health(timeout=30, want=lambda h: workers_state(h)[0] == workers_state(h)[1])
     assert workers_state(h) == (2, 2)
     after = stack.worker_pids()
@@ -132,3 +135,20 @@ def test_up_refuses_a_second_start(stack):
     assert r.returncode != 0
     assert "already runs" in r.stderr
     assert stack.session.get(stack.url + "/health", timeout=10).status_code == 200
+
+
+def test_pool_gone_gives_json_502(limits_stack):
+    # Uses the limits stack, whose tests ran earlier: its pool is stopped here
+    # and the session teardown (scripts/down) copes with that.
+    s = limits_stack
+    pid = s.pool_pid()
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 20
+    while time.monotonic() < end and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "pool did not stop on SIGTERM"
+    assert not os.path.exists(os.path.join(s.dir, "run", "edgegate.sock")), "socket left behind"
+    for r in (s.session.get(s.url + "/health", timeout=10), s.get("/v1/models")):
+        err = assert_api_error(r, 502, code="pool_unavailable")
+        assert err["type"] == "server_error"
+        assert r.headers.get("X-Request-Id")

@@ -100,15 +100,15 @@ static void t_batch_vs_incremental(void **state)
 static void t_context_bound(void **state)
 {
     (void)state;
-    core_model *m = core_t_load(16);
+    core_model *m = core_t_load(8);
     int32_t toks[128];
     size_t n = core_t_tokens(m, toks, 128);
-    assert_true(n > 16);
+    assert_true(n > 8);
     char msg[256] = "";
     assert_int_equal(core_prefill(m, toks, n, msg, sizeof msg), CORE_ECONTEXT);
     assert_non_null(strstr(msg, "context"));
     /* nothing was appended: a prompt that fits still works */
-    assert_int_equal(core_prefill(m, toks, 16, msg, sizeof msg), 0);
+    assert_int_equal(core_prefill(m, toks, 8, msg, sizeof msg), 0);
     assert_int_equal(core_prefill(m, toks, 1, msg, sizeof msg), CORE_ECONTEXT);
     core_free(m);
 }

@@ -124,7 +124,8 @@ static size_t tg_put(tg_buf *b, const void *v, size_t n)
         b->p = realloc(b->p, b->cap);
         assert_non_null(b->p);
     }
-    memcpy(b->p + b->n, v, n);
+    if (n)
+        memcpy(b->p + b->n, v, n);
     b->n += n;
     return b->n - n;
 }

@@ -138,17 +138,20 @@ static void test_repetition_penalty(void **state)
     assert_true(m[2] == 3 && m[3] == -1);
     samp_free(s);
 
-    /* repeat_last_n < 0: every accepted token; 0: off. */
-    p.repeat_last_n = -1;
-    s = samp_new(&p, 8);
-    assert_non_null(s);
-    samp_accept(s, 0);
-    for (int i = 0; i < 100; i++)
-        samp_accept(s, 5);
-    float q[8] = {2, 0, 0, 0, 0, -3, 0, 0};
-    samp_sample(s, q);
-    assert_true(q[0] == 1 && q[5] == -6);
-    samp_free(s);
+    /* repeat_last_n < 0 (or huge): every accepted token; 0: off. */
+    int32_t alls[] = {-1, 1 << 30};
+    for (int k = 0; k < 2; k++) {
+        p.repeat_last_n = alls[k];
+        s = samp_new(&p, 8);
+        assert_non_null(s);
+        samp_accept(s, 0);
+        for (int i = 0; i < 100; i++)
+            samp_accept(s, 5);
+        float q[8] = {2, 0, 0, 0, 0, -3, 0, 0};
+        samp_sample(s, q);
+        assert_true(q[0] == 1 && q[5] == -6);
+        samp_free(s);
+    }
 
     p.repeat_last_n = 0;
     s = samp_new(&p, 8);
@@ -238,6 +241,13 @@ static void test_top_k_large(void **state)
             hit_last = count[i];
     }
     assert_true(hit_first > 40 && hit_last > 40);
+
+    /* All equal: the lowest ids survive. */
+    for (int i = 0; i < N; i++)
+        l[i] = 1.5f;
+    histogram(&p, l, N, DRAWS, count);
+    for (int i = 0; i < N; i++)
+        assert_true(i < K ? count[i] > 40 : count[i] == 0);
     free(l);
     free(rank);
     free(count);
@@ -266,6 +276,15 @@ static void test_top_p(void **state)
     p.top_p = 0; /* keeps the most likely one */
     histogram(&p, l, N, 100, count);
     assert_int_equal(count[1], 100);
+
+    /* Ten equal tokens: half the mass is exactly five, the lowest ids. */
+    enum { T = 10 };
+    float flat[T] = {0};
+    int tcount[T];
+    p.top_p = 0.5f;
+    histogram(&p, flat, T, 3000, tcount);
+    for (int i = 0; i < T; i++)
+        assert_true(i < 5 ? tcount[i] > 450 : tcount[i] == 0);
 
     /* Temperature comes first: at T = 2 the probabilities flatten to
      * sqrt(p) / sum, and 0.7 of that mass needs three tokens. */
@@ -306,11 +325,15 @@ static void test_min_p(void **state)
     histogram(&p, l, N, 100, count);
     assert_int_equal(count[0], 100);
 
-    /* With top-p: both cuts apply. */
+    /* With top-p: both cuts apply, whichever is tighter. */
     p.min_p = 0.2f;
-    p.top_p = 0.7f;
+    p.top_p = 0.7f; /* top-p keeps {0, 1}, min-p {0, 1, 2} */
     histogram(&p, l, N, DRAWS, count);
     double want3[N] = {0.5 / 0.8, 0.3 / 0.8, 0, 0};
+    check_freq(count, want3, N, DRAWS);
+    p.min_p = 0.4f;
+    p.top_p = 0.9f; /* top-p keeps {0, 1, 2}, min-p {0, 1} */
+    histogram(&p, l, N, DRAWS, count);
     check_freq(count, want3, N, DRAWS);
 }
 

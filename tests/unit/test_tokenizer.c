@@ -278,7 +278,7 @@ static void test_wpm_mini(void **state)
     (void)state;
     const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\xe2\x96\x81hello",
                           "\xe2\x96\x81world", "\xe2\x96\x81!", "\xe2\x96\x81play", "ing", "\xe2\x96\x81,",
-                          "\xe2\x96\x81" "cafe", "\xe2\x96\x81\xe4\xb8\xad"};
+                          ("\xe2\x96\x81" "cafe"), "\xe2\x96\x81\xe4\xb8\xad"};
     int32_t types[13] = {3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
     tgb b = {0};
     vocab_mem m;
@@ -468,9 +468,9 @@ static const char *const pt_strings[] = {
     "Hello world", " Hello World!", "I've been 'told he's there, 'RE you sure? 'M not sure I'll",
     "   leading and trailing   ", "tabs\t\tand\nnew\r\nlines\n\n\n", "3333333 12 1.5 x2y",
     "\xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd\xd0\xb0", "\xf0\x9f\x9a\x80 (normal) \xe2\x9c\x85",
-    "\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e",
+    ("\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e"),
     "  \xe2\x80\x83 x \xe3\x80\x80y ", "''''''```````\"\"\"\"......!!!!!!??????", "a\xcc\x81 e\xcc\x81\xcc\x81",
-    "\x01\x02 \x7f", "C\xe1\xbb\xad" "a Vi\xe1\xbb\x87t", "\n =", "' era", "$1,000 + <tag>=^~|`",
+    "\x01\x02 \x7f", ("C\xe1\xbb\xad" "a Vi\xe1\xbb\x87t"), "\n =", "' era", "$1,000 + <tag>=^~|`",
 };
 
 static void pt_split(const char *re, bool generic, const char *s, tok_svec *out)
