@@ -25,14 +25,19 @@
 #include "quant_impl.h"
 
 /* Round to nearest even (as ggml's nearest_int) after clamping to [lo, hi],
- * so that NaN or huge inputs never reach the float-to-int conversion. */
+ * so that NaN or huge inputs never reach the conversion. Adding 1.5 * 2^23
+ * leaves the rounded integer in the low mantissa bits (|v| < 2^22); unlike
+ * lrintf this needs no libm call. */
 static inline int qk_round(float v, int lo, int hi)
 {
     if (!(v >= (float)lo)) /* also NaN */
         v = (float)lo;
     if (v > (float)hi)
         v = (float)hi;
-    return (int)lrintf(v);
+    float t = v + 12582912.f;
+    int32_t i;
+    memcpy(&i, &t, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
 }
 
 /* ---- block unpacking, shared by dequantization and the dot products ---- */
@@ -191,7 +196,7 @@ static void qk_quantize_q8_K(const float *x, quant_block_q8_K *y, int64_t nb)
 /* Weighted least squares fit of x[i] ~ s*q[i] - m, q in [0, nmax], m >= 0.
  * Tries the plain min/max grid and nstep grids around it (scale stretched
  * by +-k*0.1 levels), refits s and m for each assignment, keeps the best. */
-static float qk_fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *q, float *m_out)
+static float qk_fit_affine(int n, int nmax, const float *x, const float *w, float *m_out)
 {
     float xmin = x[0], xmax = x[0];
     for (int i = 1; i < n; i++) {
@@ -201,26 +206,28 @@ static float qk_fit_affine(int n, int nmax, const float *x, const float *w, uint
     if (xmin > 0)
         xmin = 0;
     if (!(xmax > xmin)) { /* constant (non-positive) or NaN sub-block */
-        memset(q, 0, (size_t)n);
         *m_out = isfinite(xmin) ? -xmin : 0;
         return 0;
     }
-    float best_s = (xmax - xmin) / (float)nmax, best_mn = xmin, best_err = INFINITY;
-    uint8_t cand[32];
+    double sw = 0, sx = 0, sx2 = 0;
+    for (int i = 0; i < n; i++) {
+        sw += w[i];
+        sx += (double)w[i] * x[i];
+        sx2 += (double)w[i] * x[i] * x[i];
+    }
+    float best_s = (xmax - xmin) / (float)nmax, best_mn = xmin;
+    double best_err = INFINITY;
     const int nstep = 12;
     for (int k = -nstep; k <= nstep; k++) {
         float iscale = ((float)nmax + 0.1f * (float)k) / (xmax - xmin);
-        float sw = 0, sl = 0, sl2 = 0, sx = 0, sxl = 0;
+        double sl = 0, sl2 = 0, sxl = 0;
         for (int i = 0; i < n; i++) {
             int l = qk_round(iscale * (x[i] - xmin), 0, nmax);
-            cand[i] = (uint8_t)l;
-            sw += w[i];
-            sl += w[i] * (float)l;
-            sl2 += w[i] * (float)l * (float)l;
-            sx += w[i] * x[i];
-            sxl += w[i] * x[i] * (float)l;
+            sl += (double)w[i] * l;
+            sl2 += (double)w[i] * l * l;
+            sxl += (double)w[i] * x[i] * l;
         }
-        float det = sw * sl2 - sl * sl, s, mn;
+        double det = sw * sl2 - sl * sl, s, mn;
         if (det > 0) {
             s = (sw * sxl - sx * sl) / det;
             mn = (sl2 * sx - sl * sxl) / det;
@@ -234,15 +241,12 @@ static float qk_fit_affine(int n, int nmax, const float *x, const float *w, uint
         }
         if (!(s > 0))
             continue;
-        float err = 0;
-        for (int i = 0; i < n; i++) {
-            float e = s * (float)cand[i] + mn - x[i];
-            err += w[i] * e * e;
-        }
+        /* sum of w*(s*l + mn - x)^2, expanded over the sums above */
+        double err = s * s * sl2 + mn * mn * sw + sx2 + 2 * s * mn * sl - 2 * s * sxl - 2 * mn * sx;
         if (err < best_err) {
             best_err = err;
-            best_s = s;
-            best_mn = mn;
+            best_s = (float)s;
+            best_mn = (float)mn;
         }
     }
     *m_out = -best_mn;
@@ -264,7 +268,7 @@ static void qk_quantize_affine_block(const float *x, int nmax, uint16_t *d_out, 
         /* weight large values more: they dominate the dot products */
         for (int l = 0; l < 32; l++)
             w[l] = av_x + fabsf(x[32 * j + l]);
-        sc[j] = qk_fit_affine(32, nmax, x + 32 * j, w, q + 32 * j, &mn[j]);
+        sc[j] = qk_fit_affine(32, nmax, x + 32 * j, w, &mn[j]);
         if (!isfinite(sc[j]))
             sc[j] = 0;
         if (!isfinite(mn[j]))

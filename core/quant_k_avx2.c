@@ -71,10 +71,13 @@ QK_AI void qk_scales_k4(const uint8_t *s12, __m256i *sc, __m128i *mn)
  * reassociating a tile's accumulations into trees that spill. */
 #define QK_KEEP(x) __asm__("" : "+x"(x))
 
-/* Broadcast int16 lane j of each 128-bit half. */
-QK_AI __m256i qk_bcast16(__m256i v, int j)
+/* Broadcasts int16 lane j0 of the low 128-bit half over that half and lane
+ * j1 of the high half over the high half. */
+QK_AI __m256i qk_bcast16x2(__m256i v, int j0, int j1)
 {
-    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
+    __m128i c0 = _mm_set1_epi16((short)((2 * j0 + 1) << 8 | 2 * j0));
+    __m128i c1 = _mm_set1_epi16((short)((2 * j1 + 1) << 8 | 2 * j1));
+    return _mm256_shuffle_epi8(v, _mm256_setr_m128i(c0, c1));
 }
 
 /* Q5_K: bit s of each qh byte moved to bit 4. 16-bit shifts are safe because
@@ -159,15 +162,7 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
                                               : _mm256_srli_epi16(qh, 2);
                         __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
                         /* groups 2i (bytes 0..15) and 2i+1 (bytes 16..31) */
-                        __m256i s = _mm256_shuffle_epi8(
-                            sc[r][h], _mm256_setr_epi8(4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i,
-                                                       4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1,
-                                                       4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i,
-                                                       4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                                                       4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                                                       4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                                                       4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                                                       4 * i + 3));
+                        __m256i s = qk_bcast16x2(sc[r][h], 2 * i, 2 * i + 1);
 #pragma GCC unroll 4
                         for (int c = 0; c < C; c++) {
                             __m256i p = _mm256_maddubs_epi16(q, qk_load(ab[c]->qs + 128 * h + 32 * i));
@@ -212,7 +207,8 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
                         w0 = _mm256_or_si256(w0, qk_q5_hbit(qh[r], 2 * p));
                         w1 = _mm256_or_si256(w1, qk_q5_hbit(qh[r], 2 * p + 1));
                     }
-                    __m256i s0 = qk_bcast16(sc[r], 2 * p), s1 = qk_bcast16(sc[r], 2 * p + 1);
+                    __m256i s0 = qk_bcast16x2(sc[r], 2 * p, 2 * p);
+                    __m256i s1 = qk_bcast16x2(sc[r], 2 * p + 1, 2 * p + 1);
 #pragma GCC unroll 4
                     for (int c = 0; c < C; c++) {
                         __m256i p0 = _mm256_maddubs_epi16(w0, qk_load(ab[c]->qs + 64 * p));

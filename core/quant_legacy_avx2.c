@@ -106,36 +106,28 @@ QAV_INLINE __m256i quant_av_mul(int T, __m256i w, __m256i a, __m256i a_abs)
 
 /* Four rows' int16 products -> int32 [r0 r1 r2 r3 | r0 r1 r2 r3] where
  * lane i holds row i's sum over elements 0..15 and lane i+4 over 16..31.
- * Blends and in-lane shuffles instead of hadd: on Zen 3 hadd costs two
- * cycles and competes with maddubs/madd for the two integer-multiply pipes. */
-#ifndef QAV_FOLD
-#define QAV_FOLD 0
-#endif
-QAV_INLINE __m256i quant_av_fold(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
+ * Unpack+add trees rather than hadd (two cycles each on Zen 3). With small
+ * weights (|product pair| <= 2*31*127 = 7874) four int16 of one row are
+ * summed before the one madd that widens to int32 (4*7874 < 32768); Q8_0's
+ * products are too large for that and widen first. */
+QAV_INLINE __m256i quant_av_fold(int h16, __m256i p0, __m256i p1, __m256i p2, __m256i p3)
 {
     const __m256i ones = _mm256_set1_epi16(1);
+    if (h16) {
+        /* each int32 slot keeps an int16 pair of one row */
+        __m256i s01 = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+        __m256i s23 = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+        __m256i s = _mm256_add_epi16(_mm256_unpacklo_epi64(s01, s23),
+                                     _mm256_unpackhi_epi64(s01, s23));
+        return _mm256_madd_epi16(s, ones);
+    }
     p0 = _mm256_madd_epi16(p0, ones);
     p1 = _mm256_madd_epi16(p1, ones);
     p2 = _mm256_madd_epi16(p2, ones);
     p3 = _mm256_madd_epi16(p3, ones);
-#if QAV_FOLD == 0
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-#elif QAV_FOLD == 1
     __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
     __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
-#elif QAV_FOLD == 2
-    __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-    __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
-    return _mm256_hadd_epi32(_mm256_shuffle_epi32(s01, 0xd8), _mm256_shuffle_epi32(s23, 0xd8));
-#else
-    __m256i s01 = _mm256_add_epi32(_mm256_blend_epi32(p0, p1, 0xaa),
-                                   _mm256_shuffle_epi32(_mm256_blend_epi32(p0, p1, 0x55), 0xb1));
-    __m256i s23 = _mm256_add_epi32(_mm256_blend_epi32(p2, p3, 0xaa),
-                                   _mm256_shuffle_epi32(_mm256_blend_epi32(p2, p3, 0x55), 0xb1));
-    return _mm256_add_epi32(_mm256_blend_epi32(s01, s23, 0xcc),
-                            _mm256_shuffle_epi32(_mm256_blend_epi32(s01, s23, 0x33), 0x4e));
-#endif
 }
 
 /* Broadcast lane j (< 4) of a [x0 x1 x2 x3 | x0 x1 x2 x3] vector. */
@@ -164,7 +156,10 @@ QAV_INLINE __m256i quant_av_lane_i(__m256i v, int j)
 typedef struct {
     _Alignas(32) float da[QAV_KC][QAV_NA];
     union {
-        int32_t corr[QAV_KC][QAV_NA]; /* _0 unsigned path: off * sum(q_a) */
+        /* _0 types: off * sum(q_a) over elements 0..15 ([0]) and 16..31 ([1]),
+         * matching the two halves of the folded lanes so that each lane is
+         * the exact signed half-block dot (no cancellation between lanes) */
+        int32_t corr[QAV_KC][2][QAV_NA];
         float sa[QAV_KC][QAV_NA];     /* _1 types: s of the Q8_1 block */
     } x;
     _Alignas(16) float dw[QAV_KC][4];
@@ -182,42 +177,46 @@ QAV_INLINE void quant_av_tile(int T, int RN, int64_t nb, const uint8_t *const w[
     const int absz = f.has_m ? 36 : 34; /* Q8_1 : Q8_0 block bytes */
     const int aqs = f.has_m ? 4 : 2;
     const __m256i low4 = _mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * (size_t)f.bsz, ao = (size_t)b * (size_t)absz;
         const __m256i q0 = quant_av_unpack(T, w[0] + wo), q1 = quant_av_unpack(T, w[1] + wo);
         const __m256i q2 = quant_av_unpack(T, w[2] + wo), q3 = quant_av_unpack(T, w[3] + wo);
         const __m256 d8 = _mm256_broadcast_ps((const __m128 *)tb->dw[b]);
-        const __m256 da4 = _mm256_broadcast_ps((const __m128 *)&tb->da[b][jt]);
-        __m256 m8 = _mm256_setzero_ps(), sa4 = _mm256_setzero_ps();
+        __m256 m8 = _mm256_setzero_ps();
         __m256i c4 = _mm256_setzero_si256();
         if (f.has_m) {
             m8 = _mm256_and_ps(_mm256_castsi256_ps(low4),
                                _mm256_broadcast_ps((const __m128 *)tb->mw[b]));
-            sa4 = _mm256_broadcast_ps((const __m128 *)&tb->x.sa[b][jt]);
         } else if (f.off) {
-            c4 = _mm256_and_si256(low4, _mm256_broadcastsi128_si256(
-                                            _mm_loadu_si128((const __m128i *)&tb->x.corr[b][jt])));
+            c4 = _mm256_loadu2_m128i((const __m128i *)&tb->x.corr[b][1][jt],
+                                     (const __m128i *)&tb->x.corr[b][0][jt]);
         }
-#pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) {
-            const __m256i av = _mm256_loadu_si256((const __m256i *)(a[j] + ao + aqs));
-            const __m256i aa = T == QT_Q8_0 ? _mm256_sign_epi8(av, av) : av;
-            __m256i si = quant_av_fold(quant_av_mul(T, q0, av, aa),
-                                       quant_av_mul(T, q1, av, aa), quant_av_mul(T, q2, av, aa),
-                                       quant_av_mul(T, q3, av, aa));
-            if (f.off) /* exact: subtract off*sum(a) from the low lanes only */
-                si = _mm256_sub_epi32(si, quant_av_lane_i(c4, j));
-            const __m256 s = _mm256_cvtepi32_ps(si);
-            acc[j] = _mm256_fmadd_ps(s, _mm256_mul_ps(d8, quant_av_lane(da4, j)), acc[j]);
-            if (f.has_m)
-                acc[j] = _mm256_fmadd_ps(m8, quant_av_lane(sa4, j), acc[j]);
-        }
+        /* acc0..acc3 are named, not an array: gcc kept an array on the stack,
+         * which put a store-to-load round trip into every FMA chain. */
+#define QAV_STEP(j, acc)                                                                     \
+    if ((j) < RN) {                                                                          \
+        const __m256i av = _mm256_loadu_si256((const __m256i *)(a[j] + ao + aqs));           \
+        const __m256i aa = T == QT_Q8_0 ? _mm256_sign_epi8(av, av) : av;                     \
+        __m256i si = quant_av_fold(T != QT_Q8_0, quant_av_mul(T, q0, av, aa), quant_av_mul(T, q1, av, aa), \
+                                   quant_av_mul(T, q2, av, aa), quant_av_mul(T, q3, av, aa)); \
+        if (f.off) /* exact: subtract off*sum(a) per half-block lane */                      \
+            si = _mm256_sub_epi32(si, quant_av_lane_i(c4, j));                               \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si),                                     \
+                              _mm256_mul_ps(d8, _mm256_broadcast_ss(&tb->da[b][jt + (j)])),  \
+                              acc);                                                          \
+        if (f.has_m)                                                                         \
+            acc = _mm256_fmadd_ps(m8, _mm256_broadcast_ss(&tb->x.sa[b][jt + (j)]), acc);     \
     }
-#pragma GCC unroll 4
+        QAV_STEP(0, acc0)
+        QAV_STEP(1, acc1)
+        QAV_STEP(2, acc2)
+        QAV_STEP(3, acc3)
+#undef QAV_STEP
+    }
+    const __m256 accs[4] = {acc0, acc1, acc2, acc3};
     for (int j = 0; j < RN; j++) {
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(accs[j]), _mm256_extractf128_ps(accs[j], 1));
         _mm_storeu_ps(out + 4 * j, r);
     }
 }
@@ -237,14 +236,13 @@ QAV_INLINE void quant_av_act_tabs(int T, const uint8_t *a, size_t a_stride, int 
             if (f.has_m) {
                 tb->x.sa[b][t] = _cvtsh_ss(quant_av_u16(blk + 2));
             } else if (f.off) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
-                                              _mm256_set1_epi16(1));
-                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s),
-                                           _mm256_extracti128_si256(s, 1));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-                tb->x.corr[b][t] = f.off * _mm_cvtsi128_si32(s4);
+                int lo = 0, hi = 0;
+                for (int e = 0; e < 16; e++) {
+                    lo += (int8_t)blk[2 + e];
+                    hi += (int8_t)blk[2 + 16 + e];
+                }
+                tb->x.corr[b][0][t] = f.off * lo;
+                tb->x.corr[b][1][t] = f.off * hi;
             }
         }
     }
@@ -272,17 +270,32 @@ QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride
                     wr[i] = (const uint8_t *)w + (size_t)r * w_stride + (size_t)b0 * (size_t)f.bsz;
                 }
                 const int nr = n_rows - r0 < 4 ? (int)(n_rows - r0) : 4;
+                /* Prefetch a later group while this one computes: the weight
+                 * slice is larger than L2, so each group comes from L3/DRAM.
+                 * Decode has little work per group and looks further ahead. */
+                const int64_t rp = r0 + (n_act <= 4 ? 16 : 4);
+                const uint8_t *wp = rp + 3 < n_rows
+                                        ? (const uint8_t *)w + (size_t)rp * w_stride +
+                                              (size_t)b0 * (size_t)f.bsz
+                                        : NULL;
                 for (int64_t b = 0; b < nb; b++) {
                     for (int i = 0; i < 4; i++) {
                         const uint8_t *blk = wr[i] + (size_t)b * (size_t)f.bsz;
                         tb.dw[b][i] = _cvtsh_ss(quant_av_u16(blk));
                         if (f.has_m)
                             tb.mw[b][i] = _cvtsh_ss(quant_av_u16(blk + 2));
+                        if (wp)
+                            _mm_prefetch((const char *)(wp + (size_t)i * w_stride +
+                                                        (size_t)b * (size_t)f.bsz),
+                                         _MM_HINT_T0);
                     }
                 }
-                for (int t = 0; t < na; t += 4) {
+#ifndef QAV_RN
+#define QAV_RN 4
+#endif
+                for (int t = 0; t < na; t += QAV_RN) {
                     const uint8_t *ar[4];
-                    const int nt = na - t < 4 ? na - t : 4;
+                    const int nt = na - t < QAV_RN ? na - t : QAV_RN;
                     for (int j = 0; j < 4; j++)
                         ar[j] = at0 + (size_t)(t + (j < nt ? j : nt - 1)) * a_stride +
                                 (size_t)b0 * (f.has_m ? 36u : 34u);
@@ -304,12 +317,221 @@ QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride
     }
 }
 
+/* ---- many activation rows (prefill): repacked 8-row weight panels ----------
+ *
+ * For prefill the horizontal reductions of the tile above cost more than the
+ * multiplies. Here 8 weight rows are unpacked and transposed once per k
+ * chunk into a stack panel whose vector g holds elements 4g..4g+3 of each of
+ * the 8 rows; the matching 4 activation bytes are broadcast to all 8 lanes.
+ * maddubs+accumulate then leaves row r's block dot in lane r: no horizontal
+ * sums at all, one madd and one FMA per (8 rows, activation row, block).
+ * The panel is reused by every activation row of the chunk (QAV_PNA).
+ * Q8_0 uses the sign trick per product and widens to int32 right away. */
+#define QAV_PKC 32 /* blocks per panel */
+#define QAV_PNA 64 /* activation rows per table chunk (multiple of 4) */
+
+typedef struct {
+    _Alignas(32) uint8_t wq[QAV_PKC][8][32]; /* [block][g][row*4 + e] = q_row[4g + e] */
+    _Alignas(32) float dw[QAV_PKC][8];
+    _Alignas(32) float mw[QAV_PKC][8]; /* _1 types: m */
+    float da[QAV_PKC][QAV_PNA];
+    union {
+        int32_t corr[QAV_PKC][QAV_PNA]; /* _0 types: off * sum(q_a) */
+        float sa[QAV_PKC][QAV_PNA];     /* _1 types: s */
+    } x;
+} quant_av_panel;
+
+/* 8 rows of 8 dwords -> 8 vectors of one dword index each (8x8 transpose). */
+QAV_INLINE void quant_av_transpose8(__m256i r[8])
+{
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* An empty asm that "changes" v: keeps gcc from reassociating a chain of
+ * integer adds into a tree, which made it compute all 32 products of a block
+ * first and spill them. */
+#define QAV_KEEP(v) __asm__("" : "+x"(v))
+
+/* acc[j] lanes r = dot(row r, act row j) over nb blocks, j < RN <= 4. */
+QAV_INLINE void quant_av_panel_tile(int T, int RN, int64_t nb, const quant_av_panel *pn,
+                                    const uint8_t *const a[4], int jt, __m256 acc[4])
+{
+    const quant_av_wfmt f = quant_av_fmt(T);
+    const int absz = f.has_m ? 36 : 34, aqs = f.has_m ? 4 : 2;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t ao = (size_t)b * (size_t)absz + (size_t)aqs;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0; /* int16 */
+        __m256i w0 = s0, w1 = s0, w2 = s0, w3 = s0;                     /* int32 */
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m256i wg = _mm256_load_si256((const __m256i *)pn->wq[b][g]);
+            if (T == QT_Q8_0) {
+                /* signed x signed: the sign trick, widened to int32 at once
+                 * (one product pair can reach 2*127*127) */
+                const __m256i wa = _mm256_sign_epi8(wg, wg);
+#define QAV_P(j, wj)                                                                        \
+    if ((j) < RN) {                                                                         \
+        int32_t v;                                                                          \
+        memcpy(&v, a[j] + ao + 4 * g, 4);                                                   \
+        const __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(_mm256_set1_epi32(v), wg)); \
+        wj = _mm256_add_epi32(wj, _mm256_madd_epi16(p, ones));                              \
+        QAV_KEEP(wj);                                                                       \
+    }
+                QAV_P(0, w0) QAV_P(1, w1) QAV_P(2, w2) QAV_P(3, w3)
+#undef QAV_P
+                continue;
+            }
+#define QAV_P(j, sj)                                                                        \
+    if ((j) < RN) {                                                                         \
+        int32_t v;                                                                          \
+        memcpy(&v, a[j] + ao + 4 * g, 4);                                                   \
+        sj = _mm256_add_epi16(sj, _mm256_maddubs_epi16(wg, _mm256_set1_epi32(v)));          \
+        QAV_KEEP(sj);                                                                       \
+    }
+            QAV_P(0, s0) QAV_P(1, s1) QAV_P(2, s2) QAV_P(3, s3)
+#undef QAV_P
+            /* int16 holds 8 sums of 4-bit q (8*2*15*127) but only 4 of 5-bit ones */
+            if (g == 7 || (!f.h16 && g == 3)) {
+                w0 = _mm256_add_epi32(w0, _mm256_madd_epi16(s0, ones));
+                if (RN > 1) w1 = _mm256_add_epi32(w1, _mm256_madd_epi16(s1, ones));
+                if (RN > 2) w2 = _mm256_add_epi32(w2, _mm256_madd_epi16(s2, ones));
+                if (RN > 3) w3 = _mm256_add_epi32(w3, _mm256_madd_epi16(s3, ones));
+                s0 = s1 = s2 = s3 = _mm256_setzero_si256();
+            }
+        }
+        const __m256 d8 = _mm256_load_ps(pn->dw[b]);
+#define QAV_F(j, wj, cj)                                                                    \
+    if ((j) < RN) {                                                                         \
+        if (f.off)                                                                          \
+            wj = _mm256_sub_epi32(wj, _mm256_set1_epi32(pn->x.corr[b][jt + (j)]));         \
+        cj = _mm256_fmadd_ps(_mm256_cvtepi32_ps(wj),                                        \
+                             _mm256_mul_ps(d8, _mm256_broadcast_ss(&pn->da[b][jt + (j)])), cj); \
+        if (f.has_m)                                                                        \
+            cj = _mm256_fmadd_ps(_mm256_load_ps(pn->mw[b]),                                 \
+                                 _mm256_broadcast_ss(&pn->x.sa[b][jt + (j)]), cj);          \
+    }
+        QAV_F(0, w0, c0) QAV_F(1, w1, c1) QAV_F(2, w2, c2) QAV_F(3, w3, c3)
+#undef QAV_F
+    }
+    acc[0] = c0;
+    acc[1] = c1;
+    acc[2] = c2;
+    acc[3] = c3;
+}
+
+QAV_INLINE void quant_av_gemm_panel(int T, int64_t k, const void *w, size_t w_stride,
+                                    int64_t n_rows, const void *a, size_t a_stride,
+                                    int64_t n_act, float *y, size_t y_stride)
+{
+    const quant_av_wfmt f = quant_av_fmt(T);
+    const size_t absz = f.has_m ? 36 : 34;
+    const int64_t nbt = k / 32;
+    quant_av_panel pn;
+    for (int64_t b0 = 0; b0 < nbt; b0 += QAV_PKC) {
+        const int64_t nb = nbt - b0 < QAV_PKC ? nbt - b0 : QAV_PKC;
+        const int first = b0 == 0; /* later k chunks add to y */
+        for (int64_t t0 = 0; t0 < n_act; t0 += QAV_PNA) {
+            const int na = n_act - t0 < QAV_PNA ? (int)(n_act - t0) : QAV_PNA;
+            const uint8_t *at0 = (const uint8_t *)a + (size_t)t0 * a_stride;
+            for (int t = 0; t < na; t++) {
+                const uint8_t *row = at0 + (size_t)t * a_stride + (size_t)b0 * absz;
+                for (int64_t b = 0; b < nb; b++) {
+                    const uint8_t *blk = row + (size_t)b * absz;
+                    pn.da[b][t] = _cvtsh_ss(quant_av_u16(blk));
+                    if (f.has_m) {
+                        pn.x.sa[b][t] = _cvtsh_ss(quant_av_u16(blk + 2));
+                    } else {
+                        int sum = 0;
+                        for (int e = 0; e < 32; e++)
+                            sum += (int8_t)blk[2 + e];
+                        pn.x.corr[b][t] = f.off * sum;
+                    }
+                }
+            }
+            for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
+                /* rows past the end repeat the last one; their results are dropped */
+                const uint8_t *wr[8];
+                for (int i = 0; i < 8; i++) {
+                    int64_t r = r0 + i < n_rows ? r0 + i : n_rows - 1;
+                    wr[i] = (const uint8_t *)w + (size_t)r * w_stride + (size_t)b0 * (size_t)f.bsz;
+                }
+                const int nr = n_rows - r0 < 8 ? (int)(n_rows - r0) : 8;
+                for (int64_t b = 0; b < nb; b++) {
+                    __m256i q[8];
+                    for (int i = 0; i < 8; i++) {
+                        const uint8_t *blk = wr[i] + (size_t)b * (size_t)f.bsz;
+                        q[i] = quant_av_unpack(T, blk);
+                        pn.dw[b][i] = _cvtsh_ss(quant_av_u16(blk));
+                        if (f.has_m)
+                            pn.mw[b][i] = _cvtsh_ss(quant_av_u16(blk + 2));
+                    }
+                    quant_av_transpose8(q);
+                    for (int g = 0; g < 8; g++)
+                        _mm256_store_si256((__m256i *)pn.wq[b][g], q[g]);
+                }
+                for (int t = 0; t < na; t += 4) {
+                    const uint8_t *ar[4];
+                    const int nt = na - t < 4 ? na - t : 4;
+                    for (int j = 0; j < 4; j++)
+                        ar[j] = at0 + (size_t)(t + (j < nt ? j : nt - 1)) * a_stride +
+                                (size_t)b0 * absz;
+                    __m256 acc[4];
+                    switch (nt) {
+                    case 1: quant_av_panel_tile(T, 1, nb, &pn, ar, t, acc); break;
+                    case 2: quant_av_panel_tile(T, 2, nb, &pn, ar, t, acc); break;
+                    case 3: quant_av_panel_tile(T, 3, nb, &pn, ar, t, acc); break;
+                    default: quant_av_panel_tile(T, 4, nb, &pn, ar, t, acc); break;
+                    }
+                    for (int j = 0; j < nt; j++) {
+                        float *yt = y + (size_t)(t0 + t + j) * y_stride + (size_t)r0;
+                        if (nr == 8) {
+                            __m256 v = acc[j];
+                            if (!first)
+                                v = _mm256_add_ps(v, _mm256_loadu_ps(yt));
+                            _mm256_storeu_ps(yt, v);
+                        } else {
+                            float o[8];
+                            _mm256_storeu_ps(o, acc[j]);
+                            for (int i = 0; i < nr; i++)
+                                yt[i] = first ? o[i] : yt[i] + o[i];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Panels pay for their repacking from a few activation rows on. */
+#ifndef QAV_PANEL_MIN_ACT
+#define QAV_PANEL_MIN_ACT 4
+#endif
+
 #define QAV_GEMM(name, T)                                                                   \
     static void quant_av_gemm_##name(int64_t k, const void *w, size_t w_stride,            \
                                      int64_t n_rows, const void *a, size_t a_stride,       \
                                      int64_t n_act, float *y, size_t y_stride)             \
     {                                                                                      \
-        quant_av_gemm_q(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride);       \
+        if (n_act >= QAV_PANEL_MIN_ACT)                                                    \
+            quant_av_gemm_panel(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride); \
+        else                                                                               \
+            quant_av_gemm_q(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride);   \
     }
 QAV_GEMM(q4_0, QT_Q4_0)
 QAV_GEMM(q4_1, QT_Q4_1)

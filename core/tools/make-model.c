@@ -298,7 +298,7 @@ typedef struct {
     char **tok;     /* n_vocab strings */
     int32_t *ttype; /* token types: 1 normal, 3 control */
     char **merges;
-    int n_merges;
+    int n_merges, n_learned; /* merges in all, and of those learned from the text */
 } mm_vocab;
 
 typedef struct {
@@ -530,6 +530,7 @@ static int mm_build_vocab(int n_vocab, mm_vocab *v)
         }
     }
     free(pair_count);
+    v->n_learned = v->n_merges;
 
     /* Fill the rest with merges of word pieces, drawn from a fixed stream. */
     int n_left = 0, n_right = 0;
@@ -799,8 +800,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate-make-model: %s\n", msg);
         goto out;
     }
-    printf("%s: %.1f MB, %d tensors, vocab %d (%d merges), %.2f s\n", out_path, (double)at / 1e6, n,
-           sh->n_vocab, voc.n_merges, mm_now() - t0);
+    printf("%s: %.1f MB of tensors, %d tensors, vocab %d (%d merges, %d learned), %.2f s\n", out_path,
+           (double)at / 1e6, n, sh->n_vocab, voc.n_merges, voc.n_learned, mm_now() - t0);
 out:
     if (rc)
         fprintf(stderr, "edgegate-make-model: failed: %s\n", core_strerror(rc));

@@ -74,3 +74,10 @@ def test_up_rejects_unsafe_dir(tmp_path):
 def test_down_with_nothing_running(tmp_path):
     r = run(DOWN, "--dir", str(tmp_path))
     assert r.returncode == 0 and "nothing runs" in r.stdout
+
+
+@pytest.mark.parametrize("script", ["up", "down", "keys", "run-demo", "bench-gateway"])
+def test_help(script):
+    r = run(os.path.join(ROOT, "scripts", script), "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"scripts/{script}:"), r.stdout[:200]

@@ -50,7 +50,9 @@ def test_request_id_reaches_the_pool_log(stack):
         time.sleep(0.1)
     lines = [line for line in stack.log("edgegate.log").splitlines() if rid in line]
     assert lines, "the pool did not log the request id"
-    assert json.loads(lines[-1])  # one JSON object per line
+    entry = json.loads(lines[-1])   # one JSON object per line
+    assert entry.get("method") == "POST" and entry.get("path") == "/v1/chat/completions", entry
+    assert entry.get("client") == "default", entry
 
 
 def test_chat_completion(stack):

@@ -250,39 +250,53 @@ static void tqk_random_blocks(int type, void *dst, int64_t nb)
     }
 }
 
-/* Sum over the row of |a| times the magnitudes of the two parts of w (scaled
- * quants and mins), before they cancel: a bound on every partial sum. Uses
- * dequantization of copies with dmin or d zeroed. */
-static double tqk_magnitude(int type, const void *w, const void *a, int64_t k)
+/* Per-element magnitudes of a weight row before any cancellation: |scaled
+ * quant| + |min| (Q4_K/Q5_K, from dequantizing copies with dmin or d zeroed)
+ * or |value| (Q6_K). Dotted with |activation| this bounds every partial sum
+ * of the row's product, which scales the tolerance. */
+static void tqk_weight_magnitude(int type, const void *w, int64_t k, double *out)
 {
-    size_t wsz = quant_row_size(type, k);
+    size_t wsz = quant_row_size(type, k), bs = quant_traits_of(type)->type_size;
     uint8_t *wc = malloc(wsz);
-    float *wa = malloc((size_t)k * 4), *wb = malloc((size_t)k * 4), *af = malloc((size_t)k * 4);
-    assert_true(wc && wa && wb && af);
-    assert_int_equal(quant_dequantize_row(QT_Q8_K, a, af, k), 0);
-    double m = 0;
+    float *wa = malloc((size_t)k * 4), *wb = malloc((size_t)k * 4);
+    assert_true(wc && wa && wb);
     if (type == QT_Q6_K) {
         assert_int_equal(quant_dequantize_row(type, w, wa, k), 0);
         for (int64_t i = 0; i < k; i++)
-            m += fabs((double)wa[i] * af[i]);
+            out[i] = fabs((double)wa[i]);
     } else {
-        size_t bs = quant_traits_of(type)->type_size;
         memcpy(wc, w, wsz);
         for (int64_t b = 0; b < k / QK_K; b++)
-            memset(wc + b * bs + 2, 0, 2); /* dmin = 0 */
+            memset(wc + b * bs + offsetof(quant_block_q4_K, dmin), 0, 2);
         assert_int_equal(quant_dequantize_row(type, wc, wa, k), 0);
         memcpy(wc, w, wsz);
         for (int64_t b = 0; b < k / QK_K; b++)
-            memset(wc + b * bs, 0, 2); /* d = 0 */
+            memset(wc + b * bs + offsetof(quant_block_q4_K, d), 0, 2);
         assert_int_equal(quant_dequantize_row(type, wc, wb, k), 0);
         for (int64_t i = 0; i < k; i++)
-            m += (fabs((double)wa[i]) + fabs((double)wb[i])) * fabs((double)af[i]);
+            out[i] = fabs((double)wa[i]) + fabs((double)wb[i]);
     }
     free(wc);
     free(wa);
     free(wb);
+}
+
+static void tqk_act_magnitude(const void *a, int64_t k, double *out)
+{
+    float *af = malloc((size_t)k * 4);
+    assert_non_null(af);
+    assert_int_equal(quant_dequantize_row(QT_Q8_K, a, af, k), 0);
+    for (int64_t i = 0; i < k; i++)
+        out[i] = fabs((double)af[i]);
     free(af);
-    return m;
+}
+
+static double tqk_dot(const double *x, const double *y, int64_t k)
+{
+    double s = 0;
+    for (int64_t i = 0; i < k; i++)
+        s += x[i] * y[i];
+    return s;
 }
 
 typedef struct {
@@ -362,7 +376,10 @@ static void test_scalar_vs_dequant(void **state)
                 double ref = 0;
                 for (int64_t i = 0; i < k; i++)
                     ref += (double)wf[i] * af[i];
-                double tol = 1e-5 * tqk_magnitude(type, w, a, k);
+                double mw[3 * QK_K], ma[3 * QK_K];
+                tqk_weight_magnitude(type, w, k, mw);
+                tqk_act_magnitude(a, k, ma);
+                double tol = 1e-5 * tqk_dot(mw, ma, k);
                 double got = c.y[t * c.y_stride + r];
                 if (fabs(got - ref) > tol)
                     fail_msg("%s r=%ld t=%ld: %g vs %g (tol %g)", quant_traits_of(type)->name,
@@ -385,18 +402,23 @@ static void tqk_compare(int type, const quant_kernels *ref, const quant_kernels 
     tqk_case_run(&c, ref->gemm[type], type);
     memcpy(want, c.y, c.y_stride * (size_t)n_act * sizeof *want);
     tqk_case_run(&c, fast->gemm[type], type);
+    double *mw = malloc((size_t)(n_rows * k) * sizeof *mw), *ma = malloc((size_t)(n_act * k) * sizeof *ma);
+    assert_true(mw && ma);
+    for (int64_t r = 0; r < n_rows; r++)
+        tqk_weight_magnitude(type, c.w + r * c.w_stride, k, mw + r * k);
+    for (int64_t t = 0; t < n_act; t++)
+        tqk_act_magnitude(c.a + t * c.a_stride, k, ma + t * k);
     for (int64_t t = 0; t < n_act; t++)
         for (int64_t r = 0; r < n_rows; r++) {
-            const uint8_t *w = c.w + r * c.w_stride, *a = c.a + t * c.a_stride;
             double got = c.y[t * c.y_stride + r], exp = want[t * c.y_stride + r];
-            if (got == exp)
-                continue;
-            double tol = 1e-5 * tqk_magnitude(type, w, a, k);
+            double tol = 1e-5 * tqk_dot(mw + r * k, ma + t * k, k);
             if (!(fabs(got - exp) <= tol))
                 fail_msg("%s k=%ld rows=%ld acts=%ld at r=%ld t=%ld: %.9g vs %.9g (tol %g)",
                          quant_traits_of(type)->name, (long)k, (long)n_rows, (long)n_act, (long)r,
                          (long)t, got, exp, tol);
         }
+    free(mw);
+    free(ma);
     free(want);
     tqk_case_free(&c);
 }
