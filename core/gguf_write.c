@@ -71,7 +71,8 @@ void gguf_writer_free(gguf_writer *w)
  * replaces its value in place, keeping the original order. */
 static int gguf_w_put(gguf_writer *w, const char *key, gguf_vtype type, uint8_t *val, size_t val_size)
 {
-    if (!w || !key || !*key) {
+    /* the alignment is only set through gguf_writer_set_u32, which checks it */
+    if (!w || !key || !*key || (type != GGUF_UINT32 && !strcmp(key, "general.alignment"))) {
         free(val);
         return CORE_EINVAL;
     }
@@ -305,7 +306,10 @@ int gguf_writer_write(gguf_writer *w, const char *path, char *msg, size_t msg_si
     if (!tmp)
         return core_errf(CORE_ENOMEM, msg, msg_size, "out of memory");
     memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    /* mkstemp's template: ".tmp." then six 'X' it replaces */
+    memcpy(tmp + plen, ".tmp.", 5);
+    memset(tmp + plen + 5, 'X', 6);
+    tmp[plen + 11] = 0;
     int rc = 0;
     FILE *f = NULL;
     int fd = mkstemp(tmp);

@@ -1,29 +1,28 @@
 /* quant_legacy_avx2.c: AVX2/FMA/F16C kernels for the legacy weight types.
  *
  * Quantized products (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 weights; Q8_0 or Q8_1
- * activations) all run through one register tile: 4 weight rows x up to 4
- * activation rows. Per 32-element block each weight row is unpacked once to
- * 32 bytes and reused for every activation row of the tile:
- *   Q8_0:            maddubs(|a|, sign(w, a))  (the sign trick: maddubs needs
- *                    one unsigned operand; |a| <= 127 cannot saturate)
- *   Q4_*, Q5_*:      maddubs(q, a) with the unsigned q (0..15 / 0..31); the
- *                    _0 types subtract off*sum(a) (off = 8 / 16) in int32,
- *                    the _1 types add m_w*s_a in float.
- * The int16 products of the four weight rows are folded with hadd (in int16
- * while 8 products of 4-bit q cannot overflow, else after madd in int32)
- * into one vector whose lanes are [row0..row3 | row0..row3], so conversion
- * and d_w*d_a scaling cost one cvt and one FMA per 4 pairs, not per pair.
+ * activations) have two kernels; both take integer dots per 32-element
+ * block and scale them by d_w*d_a (f16 scales are converted once into small
+ * stack tables per chunk of k, so inner loops only load floats):
  *
- * The f16 scales are converted once into small stack tables (activation
- * rows: per chunk of QAV_NA rows; weights: per 4-row group), for QAV_KC
- * blocks of k at a time, so the tile loop only loads floats. Loop order:
- * k chunk -> activation chunk (stays in L2) -> 4-row weight group (stays in
- * L1) -> tiles of 4 activation rows. Decode (n_act == 1) is the same tile
- * with one activation row: four weight streams in flight, one horizontal
- * reduction per 4 rows.
+ * Tile (decode and few activation rows): 4 weight rows x up to 4 activation
+ * rows. Each weight block is unpacked once to 32 bytes and multiplied with
+ *   Q8_0:        maddubs(|a|, sign(w, a))  (the sign trick: maddubs needs one
+ *                unsigned operand; |a| <= 127 cannot saturate)
+ *   Q4_*, Q5_*:  maddubs(q, a) with the unsigned q (0..15 / 0..31); the _0
+ *                types subtract off*sum(a) (off = 8 / 16) exactly in int32,
+ *                the _1 types add m_w*s_a in float.
+ * The products of the 4 rows are folded with unpack/add trees into one
+ * vector [row0..row3 | row0..row3], so conversion and scaling cost one cvt
+ * and one FMA per 4 pairs. Decode streams 4 weight rows at once and
+ * prefetches the group 16 rows ahead: it runs at memory bandwidth.
+ *
+ * Panel (prefill, >= QAV_PANEL_MIN_ACT activation rows): see below; no
+ * horizontal sums at all, about 1.4x-1.8x the tile's throughput there.
  *
  * Results are not bit-identical to the scalar reference (float summation
- * order differs); the integer block dots are exact.
+ * order differs); the integer block dots are exact. Each call uses about
+ * 26 KiB of stack for its tables and panels, and allocates nothing.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -33,7 +32,7 @@
 #define QAV_INLINE static inline __attribute__((always_inline))
 
 #define QAV_NA 32 /* activation rows per chunk (multiple of 4) */
-#define QAV_KC 64 /* blocks of k per chunk: the stack tables stay ~18 KiB */
+#define QAV_KC 64 /* blocks of k per chunk: the tile's stack tables are 26 KiB */
 /* Float products: activation rows per chunk, about 256 KiB so they stay in L2. */
 #define QAV_ACT_CHUNK_BYTES (256u * 1024u)
 
@@ -43,7 +42,7 @@ typedef struct {
     int qh;     /* offset of qh, or 0 */
     int off;    /* _0 types on the unsigned path: x = (q - off)*d */
     int has_m;  /* _1 type: min m at offset 2, Q8_1 activations */
-    int h16;    /* 8 products fit int16: fold in int16 before madd */
+    int h16;    /* small q: int16 sums of products fit, widen late (see fold) */
 } quant_av_wfmt;
 
 QAV_INLINE quant_av_wfmt quant_av_fmt(int T)
@@ -130,17 +129,16 @@ QAV_INLINE __m256i quant_av_fold(int h16, __m256i p0, __m256i p1, __m256i p2, __
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
 }
 
-/* Broadcast lane j (< 4) of a [x0 x1 x2 x3 | x0 x1 x2 x3] vector. */
-QAV_INLINE __m256 quant_av_lane(__m256 v, int j)
+/* Four halves (at p0..p3) -> 4 floats. */
+QAV_INLINE __m128 quant_av_h4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2,
+                              const uint8_t *p3)
 {
-    switch (j) {
-    case 0: return _mm256_shuffle_ps(v, v, 0x00);
-    case 1: return _mm256_shuffle_ps(v, v, 0x55);
-    case 2: return _mm256_shuffle_ps(v, v, 0xaa);
-    default: return _mm256_shuffle_ps(v, v, 0xff);
-    }
+    __m128i h = _mm_cvtsi32_si128((int)(quant_av_u16(p0) | (uint32_t)quant_av_u16(p1) << 16));
+    h = _mm_insert_epi32(h, (int)(quant_av_u16(p2) | (uint32_t)quant_av_u16(p3) << 16), 1);
+    return _mm_cvtph_ps(h);
 }
 
+/* Broadcast lane j (< 4) within each 128-bit half. */
 QAV_INLINE __m256i quant_av_lane_i(__m256i v, int j)
 {
     switch (j) {
@@ -227,7 +225,7 @@ QAV_INLINE void quant_av_act_tabs(int T, const uint8_t *a, size_t a_stride, int 
 {
     const quant_av_wfmt f = quant_av_fmt(T);
     const size_t absz = f.has_m ? 36 : 34;
-    for (int t = 0; t < QAV_NA; t++) {
+    for (int t = 0; t < ((na + 3) & ~3); t++) {
         /* rows past na repeat the last one, so whole tiles can be loaded */
         const uint8_t *row = a + (size_t)(t < na ? t : na - 1) * a_stride;
         for (int64_t b = 0; b < nb; b++) {
@@ -279,23 +277,20 @@ QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride
                                               (size_t)b0 * (size_t)f.bsz
                                         : NULL;
                 for (int64_t b = 0; b < nb; b++) {
-                    for (int i = 0; i < 4; i++) {
-                        const uint8_t *blk = wr[i] + (size_t)b * (size_t)f.bsz;
-                        tb.dw[b][i] = _cvtsh_ss(quant_av_u16(blk));
-                        if (f.has_m)
-                            tb.mw[b][i] = _cvtsh_ss(quant_av_u16(blk + 2));
-                        if (wp)
-                            _mm_prefetch((const char *)(wp + (size_t)i * w_stride +
-                                                        (size_t)b * (size_t)f.bsz),
-                                         _MM_HINT_T0);
-                    }
+                    const size_t o = (size_t)b * (size_t)f.bsz;
+                    _mm_store_ps(tb.dw[b], quant_av_h4(wr[0] + o, wr[1] + o, wr[2] + o, wr[3] + o));
+                    if (f.has_m)
+                        _mm_store_ps(tb.mw[b], quant_av_h4(wr[0] + o + 2, wr[1] + o + 2,
+                                                           wr[2] + o + 2, wr[3] + o + 2));
                 }
-#ifndef QAV_RN
-#define QAV_RN 4
-#endif
-                for (int t = 0; t < na; t += QAV_RN) {
+                if (wp)
+                    for (int i = 0; i < 4; i++)
+                        for (size_t o = 0; o < (size_t)nb * (size_t)f.bsz; o += 64)
+                            _mm_prefetch((const char *)(wp + (size_t)i * w_stride + o),
+                                         _MM_HINT_T0);
+                for (int t = 0; t < na; t += 4) {
                     const uint8_t *ar[4];
-                    const int nt = na - t < QAV_RN ? na - t : QAV_RN;
+                    const int nt = na - t < 4 ? na - t : 4;
                     for (int j = 0; j < 4; j++)
                         ar[j] = at0 + (size_t)(t + (j < nt ? j : nt - 1)) * a_stride +
                                 (size_t)b0 * (f.has_m ? 36u : 34u);
@@ -324,11 +319,12 @@ QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride
  * chunk into a stack panel whose vector g holds elements 4g..4g+3 of each of
  * the 8 rows; the matching 4 activation bytes are broadcast to all 8 lanes.
  * maddubs+accumulate then leaves row r's block dot in lane r: no horizontal
- * sums at all, one madd and one FMA per (8 rows, activation row, block).
+ * sums at all, one or two madds and one FMA per (8 rows, activation row,
+ * block).
  * The panel is reused by every activation row of the chunk (QAV_PNA).
  * Q8_0 uses the sign trick per product and widens to int32 right away. */
 #define QAV_PKC 32 /* blocks per panel */
-#define QAV_PNA 64 /* activation rows per table chunk (multiple of 4) */
+#define QAV_PNA 64 /* activation rows per table chunk (multiple of 4); 26 KiB */
 
 typedef struct {
     _Alignas(32) uint8_t wq[QAV_PKC][8][32]; /* [block][g][row*4 + e] = q_row[4g + e] */
@@ -472,6 +468,11 @@ QAV_INLINE void quant_av_gemm_panel(int T, int64_t k, const void *w, size_t w_st
                     wr[i] = (const uint8_t *)w + (size_t)r * w_stride + (size_t)b0 * (size_t)f.bsz;
                 }
                 const int nr = n_rows - r0 < 8 ? (int)(n_rows - r0) : 8;
+                /* the next panel's rows come from L3/DRAM: ask for them now */
+                if (r0 + 16 <= n_rows)
+                    for (int i = 0; i < 8; i++)
+                        for (size_t o = 0; o < (size_t)nb * (size_t)f.bsz; o += 64)
+                            _mm_prefetch((const char *)(wr[i] + 8 * w_stride + o), _MM_HINT_T0);
                 for (int64_t b = 0; b < nb; b++) {
                     __m256i q[8];
                     for (int i = 0; i < 8; i++) {
@@ -518,17 +519,16 @@ QAV_INLINE void quant_av_gemm_panel(int T, int64_t k, const void *w, size_t w_st
     }
 }
 
-/* Panels pay for their repacking from a few activation rows on. */
-#ifndef QAV_PANEL_MIN_ACT
-#define QAV_PANEL_MIN_ACT 4
-#endif
+/* Panels pay for their repacking from this many activation rows on
+ * (measured on Zen 3, 4864x896 weights: 8 for 4/5-bit q, 16 for Q8_0). */
+#define QAV_PANEL_MIN_ACT(T) ((T) == QT_Q8_0 ? 16 : 8)
 
 #define QAV_GEMM(name, T)                                                                   \
     static void quant_av_gemm_##name(int64_t k, const void *w, size_t w_stride,            \
                                      int64_t n_rows, const void *a, size_t a_stride,       \
                                      int64_t n_act, float *y, size_t y_stride)             \
     {                                                                                      \
-        if (n_act >= QAV_PANEL_MIN_ACT)                                                    \
+        if (n_act >= QAV_PANEL_MIN_ACT(T))                                                 \
             quant_av_gemm_panel(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride); \
         else                                                                               \
             quant_av_gemm_q(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride);   \
@@ -563,26 +563,32 @@ QAV_INLINE float quant_av_load1(int T, const void *w, int64_t i)
     return ((const float *)w)[i];
 }
 
-/* out[j*4 + i] = dot(w[i], a[j]), i < 4, j < RN (RN <= 3: 12 accumulators). */
+/* out[j*4 + i] = dot(w[i], a[j]), i < 4, j < RN (RN <= 3: 12 accumulators,
+ * named rather than an array, which gcc kept on the stack). */
 QAV_INLINE void quant_av_ftile(int T, int RN, int64_t k, const void *const w[4],
                                const float *const a[3], float out[12])
 {
-    __m256 acc[3][4];
-    for (int j = 0; j < 3; j++)
-        for (int i = 0; i < 4; i++)
-            acc[j][i] = _mm256_setzero_ps();
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+    __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
     int64_t e = 0;
     for (; e + 8 <= k; e += 8) {
         const __m256 w0 = quant_av_load8(T, w[0], e), w1 = quant_av_load8(T, w[1], e);
         const __m256 w2 = quant_av_load8(T, w[2], e), w3 = quant_av_load8(T, w[3], e);
-        for (int j = 0; j < RN; j++) {
-            const __m256 av = _mm256_loadu_ps(a[j] + e);
-            acc[j][0] = _mm256_fmadd_ps(w0, av, acc[j][0]);
-            acc[j][1] = _mm256_fmadd_ps(w1, av, acc[j][1]);
-            acc[j][2] = _mm256_fmadd_ps(w2, av, acc[j][2]);
-            acc[j][3] = _mm256_fmadd_ps(w3, av, acc[j][3]);
-        }
+#define QAV_FSTEP(j, x0, x1, x2, x3)                                                        \
+    if ((j) < RN) {                                                                         \
+        const __m256 av = _mm256_loadu_ps(a[j] + e);                                        \
+        x0 = _mm256_fmadd_ps(w0, av, x0);                                                   \
+        x1 = _mm256_fmadd_ps(w1, av, x1);                                                   \
+        x2 = _mm256_fmadd_ps(w2, av, x2);                                                   \
+        x3 = _mm256_fmadd_ps(w3, av, x3);                                                   \
     }
+        QAV_FSTEP(0, c00, c01, c02, c03)
+        QAV_FSTEP(1, c10, c11, c12, c13)
+        QAV_FSTEP(2, c20, c21, c22, c23)
+#undef QAV_FSTEP
+    }
+    const __m256 acc[3][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}};
     for (int j = 0; j < RN; j++) {
         for (int i = 0; i < 4; i++) {
             float s = quant_av_hsum(acc[j][i]);

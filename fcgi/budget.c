@@ -191,7 +191,8 @@ static int budget_commit(budget *b, MDB_txn *txn)
 int budget_reserve(budget *b, const char *client, long long want, long long min,
                    budget_res *res, bool *granted, budget_quota *q)
 {
-    if (!b || !res || !granted || !budget_client_ok(client) || min < 0 || want < min)
+    if (!b || !res || !granted || !budget_client_ok(client) || min < 0 || want < min ||
+        want > BUDGET_MAX_TOKENS)
         return CORE_EINVAL;
     *granted = false;
     memset(res, 0, sizeof(*res));
@@ -236,7 +237,7 @@ fail:
 
 int budget_settle(budget *b, budget_res *res, long long actual, budget_quota *q)
 {
-    if (!b || !res || actual < 0)
+    if (!b || !res || actual < 0 || actual > BUDGET_MAX_TOKENS)
         return CORE_EINVAL;
     if (!res->client[0]) /* never granted, or settled already: q untouched */
         return CORE_OK;

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #define BUDGET_MAX_CLIENT 255 /* bytes in a client id */
+#define BUDGET_MAX_TOKENS (1LL << 48) /* per call; keeps the sums far from overflow */
 
 typedef struct {
     const char *client;
@@ -78,7 +79,8 @@ typedef struct {
 /* Reserves up to want tokens, at least min: grants min(want, what is left)
  * when that is >= min, so the caller can shorten max_tokens to fit. Returns
  * CORE_OK with *granted telling whether it did (res->granted the amount);
- * CORE_EINVAL for a bad client id or amounts (min < 0, want < min), CORE_EIO
+ * CORE_EINVAL for a bad client id or amounts (min < 0, want < min, want
+ * > BUDGET_MAX_TOKENS), CORE_EIO
  * when LMDB fails. q (may be NULL) gets the quota after the call. */
 int budget_reserve(budget *b, const char *client, long long want, long long min,
                    budget_res *res, bool *granted, budget_quota *q);

@@ -3,9 +3,10 @@
  * File format (one LMDB environment, MDB_NOSUBDIR, four named DBs; all
  * integers host byte order unless noted, the file never leaves the host):
  *   "cache_entries" key: 32-byte SHA-256 -> value:
- *       cache_hdr (48 bytes: u32 magic "ECE1", u16 model_len, u16 client_len,
+ *       cache_hdr (64 bytes: u32 magic "ECE2", u16 model_len, u16 client_len,
  *       i64 created, i64 ttl_s, i64 prompt_tokens, i64 completion_tokens,
- *       u64 body_len), then the model id, the client id, the body.
+ *       u64 body_len, char finish[16] NUL-padded), then the model id, the
+ *       client id, the body.
  *   "cache_access"  key: 32-byte SHA-256 -> {u64 seq, u64 hits}, the mutable
  *       part, so a hit never rewrites a large body.
  *   "cache_lru"     key: u64 seq, BIG-endian (so LMDB's byte order is recency
@@ -29,7 +30,7 @@
 #include "core_err.h"
 #include "json.h"
 
-#define CACHE_MAGIC 0x31454345u /* "ECE1" */
+#define CACHE_MAGIC 0x32454345u /* "ECE2" */
 #define CACHE_OVERHEAD (32 + 48 + 40)
 #define CACHE_RETRIES 12
 
@@ -225,6 +226,7 @@ typedef struct {
     uint16_t model_len, client_len;
     int64_t created, ttl_s, prompt_tokens, completion_tokens;
     uint64_t body_len;
+    char finish[16]; /* NUL-padded */
 } cache_hdr;
 
 typedef struct {
@@ -246,7 +248,7 @@ struct cache {
     char err[160];
 };
 
-_Static_assert(sizeof(cache_hdr) == 48, "cache_hdr layout");
+_Static_assert(sizeof(cache_hdr) == 64, "cache_hdr layout");
 
 cache_params cache_default_params(void)
 {
@@ -579,6 +581,8 @@ static int cache_get_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
         i->prompt_tokens = h.prompt_tokens;
         i->completion_tokens = h.completion_tokens;
         i->hits = (long long)a.hits + 1;
+        memcpy(i->finish, h.finish, sizeof(h.finish));
+        i->finish[sizeof(h.finish) - 1] = '\0';
     }
     /* Move to the front of the LRU. */
     uint8_t sk[8];
@@ -654,6 +658,8 @@ static int cache_put_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
                    .prompt_tokens = x->e ? x->e->prompt_tokens : 0,
                    .completion_tokens = x->e ? x->e->completion_tokens : 0,
                    .body_len = x->len};
+    if (x->e && x->e->finish)
+        strncpy(h.finish, x->e->finish, sizeof(h.finish) - 1);
     char *p = v.mv_data;
     memcpy(p, &h, sizeof(h));
     p += sizeof(h);
@@ -682,9 +688,10 @@ int cache_put(cache *c, const cache_key *k, const cache_entry *e, const void *bo
         return CORE_EINVAL;
     size_t mlen = e && e->model ? strlen(e->model) : 0;
     size_t clen = e && e->client ? strlen(e->client) : 0;
-    if (mlen > CACHE_MAX_ID || clen > CACHE_MAX_ID)
+    if (mlen > CACHE_MAX_ID || clen > CACHE_MAX_ID || (e && e->finish && strlen(e->finish) > 15))
         return CORE_EINVAL;
-    if (len > c->max_bytes || sizeof(cache_hdr) + mlen + clen + len + CACHE_OVERHEAD > c->max_bytes) {
+    if (len > c->max_bytes ||
+        sizeof(cache_hdr) + mlen + clen + len + CACHE_OVERHEAD > c->max_bytes) {
         snprintf(c->err, sizeof(c->err), "cache: a %zu-byte body exceeds the cache's bound", len);
         return CORE_EINVAL;
     }
@@ -916,10 +923,11 @@ int cache_metrics_render(const cache_stats *s, sbuf *o)
     sbuf_printf(o,
                 "# HELP edgegate_cache_hits_total Responses served from the cache.\n"
                 "# TYPE edgegate_cache_hits_total counter\nedgegate_cache_hits_total %llu\n"
-                "# HELP edgegate_cache_misses_total Cache lookups that found nothing (expired included).\n"
+                "# HELP edgegate_cache_misses_total Lookups that found nothing (or expired).\n"
                 "# TYPE edgegate_cache_misses_total counter\nedgegate_cache_misses_total %llu\n"
                 "# HELP edgegate_cache_evictions_total Entries evicted to make room.\n"
-                "# TYPE edgegate_cache_evictions_total counter\nedgegate_cache_evictions_total %llu\n"
+                "# TYPE edgegate_cache_evictions_total counter\n"
+                "edgegate_cache_evictions_total %llu\n"
                 "# HELP edgegate_cache_expired_total Entries dropped at lookup after their TTL.\n"
                 "# TYPE edgegate_cache_expired_total counter\nedgegate_cache_expired_total %llu\n"
                 "# HELP edgegate_cache_map_full_total Times a full LMDB map forced evictions.\n"
@@ -932,7 +940,8 @@ int cache_metrics_render(const cache_stats *s, sbuf *o)
                 "# TYPE edgegate_cache_max_bytes gauge\nedgegate_cache_max_bytes %llu\n",
                 (unsigned long long)s->hits, (unsigned long long)s->misses,
                 (unsigned long long)s->evictions, (unsigned long long)s->expired,
-                (unsigned long long)s->map_full, (unsigned long long)s->entries, (unsigned long long)s->bytes,
+                (unsigned long long)s->map_full, (unsigned long long)s->entries,
+                (unsigned long long)s->bytes,
                 (unsigned long long)s->max_bytes);
     return o->oom ? -1 : 0;
 }
@@ -961,7 +970,7 @@ int cache_open(const cache_params *p, cache **out, char *msg, size_t msg_size)
     if (mrc == 0)
         mrc = mdb_env_set_maxdbs(c->env, 4);
     if (mrc == 0)
-        mrc = mdb_env_open(c->env, p->path, MDB_NOSUBDIR | MDB_NOSYNC, 0660);
+        mrc = mdb_env_open(c->env, p->path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_WRITEMAP, 0660);
     if (mrc) {
         rc = core_errf(CORE_EIO, msg, msg_size, "cache: opening %s: %s", p->path,
                        mdb_strerror(mrc));

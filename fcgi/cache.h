@@ -103,6 +103,7 @@ typedef struct {
     const char *client; /* may be NULL (a shared cache) */
     long long ttl_s;    /* < 0: the default TTL; 0: no expiry */
     long long prompt_tokens, completion_tokens;
+    const char *finish; /* finish_reason to replay ("stop", "length"); may be NULL; <= 15 bytes */
 } cache_entry;
 
 typedef struct {
@@ -114,13 +115,15 @@ typedef struct {
     long long body_len;
     long long prompt_tokens, completion_tokens;
     long long hits;    /* including this one */
+    char finish[16];
 } cache_info;
 
 /* On a hit, body gets the stored body (appended after clearing) and info
  * (may be NULL) the metadata. *hit false: not there or expired. */
 int cache_get(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body);
 /* Stores (or replaces) an entry, evicting LRU entries to make room.
- * CORE_EINVAL for ids over CACHE_MAX_ID or a body that can never fit
+ * CORE_EINVAL for ids over CACHE_MAX_ID, a finish over 15 bytes, or a body
+ * that can never fit
  * (larger than max_bytes); CORE_EIO when LMDB fails otherwise. */
 int cache_put(cache *c, const cache_key *k, const cache_entry *e, const void *body, size_t len);
 

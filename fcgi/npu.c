@@ -149,28 +149,32 @@ static void npu_futex_wake(uint32_t *w)
 
 static void npu_futex_wait(uint32_t *w, uint32_t seen, uint64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                          .tv_nsec = (long)(ns % 1000000000u)};
     syscall(SYS_futex, w, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
 /* ---- queue (all under the queue lock) -------------------------------------- */
 
-/* Grants the NPU to the best waiter when it is free. */
+/* Grants the NPU to the best waiter when it is free. Recounts the waiters
+ * on the way, so n_waiting heals even if a process died halfway through
+ * updating it (the queue lock is an fcntl lock: the kernel drops it on
+ * death, but the table may then be half updated). */
 static void npu_pick(npu_shm *s, uint64_t now, bool handoff)
 {
-    if (s->holder >= 0 || s->n_waiting == 0)
-        return;
     int best = -1;
+    uint32_t waiting = 0;
     for (int i = 0; i < (int)s->n_slots; i++) {
         npu_slot *x = &s->slots[i];
-        if (x->state != NPU_S_WAITING)
+        if (NPU_LOAD(x->state) != NPU_S_WAITING)
             continue;
+        waiting++;
         if (best < 0 || x->cls < s->slots[best].cls ||
             (x->cls == s->slots[best].cls && x->ticket < s->slots[best].ticket))
             best = i;
     }
-    if (best < 0) {
-        s->n_waiting = 0; /* counter drifted from the slots: trust the slots */
+    if (s->holder >= 0 || best < 0) {
+        NPU_STORE(s->n_waiting, waiting);
         return;
     }
     npu_slot *b = &s->slots[best];
@@ -178,7 +182,7 @@ static void npu_pick(npu_shm *s, uint64_t now, bool handoff)
     b->handoff = handoff;
     NPU_STORE(b->state, NPU_S_GRANTED);
     s->holder = best;
-    NPU_STORE(s->n_waiting, s->n_waiting - 1);
+    NPU_STORE(s->n_waiting, waiting - 1);
     __atomic_add_fetch(&b->wake, 1, __ATOMIC_RELEASE);
     npu_futex_wake(&b->wake);
 }
@@ -208,8 +212,7 @@ static void npu_reap(npu *n, bool all, uint64_t now)
             continue;
         if (!all && i != s->holder)
             continue;
-        npu_slot *x = &s->slots[i];
-        if (x->state == NPU_S_IDLE && s->holder != i)
+        if (NPU_LOAD(s->slots[i].state) == NPU_S_IDLE && s->holder != i)
             continue;
         if (!npu_lk_taken(n->fd, NPU_LK_SLOT + i))
             npu_clear_dead(s, i);
@@ -343,6 +346,7 @@ int npu_acquire(npu *n, int cls, npu_grant *out)
     npu_slot *me = &s->slots[n->slot];
     uint64_t t0 = npu_now_ns();
     npu_qlock(n);
+    npu_pick(s, t0, false); /* recounts n_waiting */
     if (s->n_waiting >= (uint32_t)n->p.max_waiters)
         npu_reap(n, true, t0);
     if (s->n_waiting >= (uint32_t)n->p.max_waiters) {
@@ -536,9 +540,9 @@ int npu_metrics_render(const npu_stats *s, sbuf *o)
                    "# HELP edgegate_npu_holds_total Hold episodes (each slice counts).\n"
                    "# TYPE edgegate_npu_holds_total counter\nedgegate_npu_holds_total %llu\n",
                 (double)s->hold_us_sum / 1e6, (unsigned long long)s->holds);
-    sbuf_printf(o, "# HELP edgegate_npu_handoffs_total Releases that passed the NPU straight to a waiter.\n"
+    sbuf_printf(o, "# HELP edgegate_npu_handoffs_total Releases straight to a waiter.\n"
                    "# TYPE edgegate_npu_handoffs_total counter\nedgegate_npu_handoffs_total %llu\n"
-                   "# HELP edgegate_npu_handoff_seconds_total Release to next holder running, summed.\n"
+                   "# HELP edgegate_npu_handoff_seconds_total Release to next holder, summed.\n"
                    "# TYPE edgegate_npu_handoff_seconds_total counter\n"
                    "edgegate_npu_handoff_seconds_total %.6f\n",
                 (unsigned long long)s->handoffs, (double)s->handoff_us_sum / 1e6);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core_err.h"
@@ -800,8 +801,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "edgegate-make-model: %s\n", msg);
         goto out;
     }
-    printf("%s: %.1f MB of tensors, %d tensors, vocab %d (%d merges, %d learned), %.2f s\n", out_path,
-           (double)at / 1e6, n, sh->n_vocab, voc.n_merges, voc.n_learned, mm_now() - t0);
+    struct stat st;
+    printf("%s: %lld bytes (%s %s, seed %llu), %d tensors, vocab %d (%d merges, %d learned), %.2f s\n",
+           out_path, stat(out_path, &st) ? -1LL : (long long)st.st_size, sh->name, ty->name,
+           (unsigned long long)seed, n, sh->n_vocab, voc.n_merges, voc.n_learned, mm_now() - t0);
 out:
     if (rc)
         fprintf(stderr, "edgegate-make-model: failed: %s\n", core_strerror(rc));

@@ -10,6 +10,7 @@
 
 #include <lmdb.h>
 #include <math.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,29 @@ static cache *open_c(const cache_params *p)
     if (cache_open(p, &c, msg, sizeof(msg)) != CORE_OK)
         fail_msg("cache_open: %s", msg);
     return c;
+}
+
+/* Every line is HELP, TYPE or a sample (the exposition format 0.0.4). */
+static void check_exposition(const char *text)
+{
+    regex_t re;
+    assert_int_equal(regcomp(&re,
+                             "^(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+"
+                             "|# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram)"
+                             "|[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\""
+                             "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? "
+                             "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN))$",
+                             REG_EXTENDED),
+                     0);
+    char *copy = strdup(text);
+    int n = 0;
+    for (char *save, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save), n++)
+        if (regexec(&re, l, 0, NULL, 0) != 0)
+            fail_msg("bad exposition line: %s", l);
+    assert_true(n > 10);
+    assert_int_equal(text[strlen(text) - 1], '\n');
+    free(copy);
+    regfree(&re);
 }
 
 static int setup(void **state)
@@ -193,7 +217,7 @@ static void put_s(cache *c, const cache_key *k, const char *model, const char *c
                   const char *body, long long ttl)
 {
     cache_entry e = {.model = model, .client = client, .ttl_s = ttl, .prompt_tokens = 7,
-                     .completion_tokens = 3};
+                     .completion_tokens = 3, .finish = "length"};
     int rc = cache_put(c, k, &e, body, strlen(body));
     if (rc != CORE_OK)
         fail_msg("cache_put: %s (%s)", core_strerror(rc), cache_errmsg(c));
@@ -231,6 +255,7 @@ static void test_hit_miss_expiry(void **state)
     assert_int_equal(info.completion_tokens, 3);
     assert_int_equal(info.body_len, 13);
     assert_int_equal(info.hits, 1);
+    assert_string_equal(info.finish, "length");
     assert_true(get_s(c, &k, &b, &info));
     assert_int_equal(info.hits, 2);
     assert_false(get_s(c, &other, &b, NULL));
@@ -261,6 +286,7 @@ static void test_hit_miss_expiry(void **state)
     assert_non_null(strstr(m.data, "edgegate_cache_hits_total 5\n"));
     assert_non_null(strstr(m.data, "edgegate_cache_misses_total 3\n"));
     assert_non_null(strstr(m.data, "edgegate_cache_entries 1\n"));
+    check_exposition(m.data);
     sbuf_free(&m);
 
     cache_entry e = {.model = NULL};
@@ -268,6 +294,9 @@ static void test_hit_miss_expiry(void **state)
     memset(big, 'm', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     e.model = big;
+    assert_int_equal(cache_put(c, &k, &e, "x", 1), CORE_EINVAL);
+    e.model = "demo";
+    e.finish = "a-very-long-finish-reason";
     assert_int_equal(cache_put(c, &k, &e, "x", 1), CORE_EINVAL);
     sbuf_free(&b);
     cache_close(c);
@@ -292,7 +321,7 @@ static void test_lru_bound(void **state)
     memset(body, 'x', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
     cache_params p = params();
-    p.max_bytes = 5 * (999 + 48 + 4 + 120) + 10; /* five entries fit */
+    p.max_bytes = 5 * (999 + 64 + 4 + 120) + 10; /* five entries fit */
     cache *c = open_c(&p);
     sbuf b;
     sbuf_init(&b);

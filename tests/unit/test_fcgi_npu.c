@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,29 @@ static npu *open_or_die(const npu_params *p)
         _exit(90);
     }
     return n;
+}
+
+/* Every line is HELP, TYPE or a sample (the exposition format 0.0.4). */
+static void check_exposition(const char *text)
+{
+    regex_t re;
+    assert_int_equal(regcomp(&re,
+                             "^(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+"
+                             "|# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram)"
+                             "|[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\""
+                             "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? "
+                             "(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN))$",
+                             REG_EXTENDED),
+                     0);
+    char *copy = strdup(text);
+    int n = 0;
+    for (char *save, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save), n++)
+        if (regexec(&re, l, 0, NULL, 0) != 0)
+            fail_msg("bad exposition line: %s", l);
+    assert_true(n > 10);
+    assert_int_equal(text[strlen(text) - 1], '\n');
+    free(copy);
+    regfree(&re);
 }
 
 static int setup(void **state)
@@ -381,7 +405,8 @@ static void check_spread(const long long *c, int k, const char *what)
         lo = c[i] < lo ? c[i] : lo;
         hi = c[i] > hi ? c[i] : hi;
     }
-    printf("  %s: min %lld max %lld (%.1f%%)\n", what, lo, hi, 100.0 * (double)(hi - lo) / (double)hi);
+    printf("  %s: min %lld max %lld (%.1f%%)\n", what, lo, hi,
+           100.0 * (double)(hi - lo) / (double)hi);
     assert_true(lo > 0);
     assert_true((double)lo >= 0.8 * (double)hi);
 }
@@ -487,6 +512,7 @@ static void test_yield_alone_keeps_npu(void **state)
     assert_int_equal(npu_metrics_render(&st, &b), 0);
     assert_non_null(strstr(b.data, "edgegate_npu_wait_seconds_count 1\n"));
     assert_non_null(strstr(b.data, "# TYPE edgegate_npu_queue_depth gauge\n"));
+    check_exposition(b.data);
     sbuf_free(&b);
     npu_close(n);
     npu_close(NULL);

@@ -179,6 +179,8 @@ static void test_roundtrip_kv(void **state)
     /* bad arguments */
     assert_int_equal(gguf_writer_set_u32(w, "general.alignment", 48), CORE_EINVAL);
     assert_int_equal(gguf_writer_set_u32(w, "general.alignment", 0), CORE_EINVAL);
+    assert_int_equal(gguf_writer_set_i32(w, "general.alignment", 64), CORE_EINVAL);
+    assert_int_equal(gguf_writer_set_str(w, "general.alignment", "64"), CORE_EINVAL);
     assert_int_equal(gguf_writer_set_str(w, "", "x"), CORE_EINVAL);
     assert_int_equal(gguf_writer_set_str(w, "k", NULL), CORE_EINVAL);
     assert_int_equal(gguf_writer_set_arr_f32(w, "k", NULL, 3), CORE_EINVAL);
