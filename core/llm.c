@@ -386,33 +386,32 @@ void llm_reset(llm *m) { m->n_past = 0; }
 
 /* ---- parallel building blocks ---- */
 
-/* Row-wise work over T rows, dealt round-robin: causal attention rows grow
- * in cost with t, so contiguous halves would leave one thread idle. */
+/* Row-wise work over T rows, a task per row. */
 typedef struct {
     llm *m;
-    int T, layer;
+    int layer;
     void (*row)(llm *m, int layer, int t, int ith);
 } llm_rows_job;
 
-static void llm_rows_worker(void *arg, int ith, int nth)
+static void llm_rows_task(void *arg, int64_t t, int ith)
 {
     llm_rows_job *j = arg;
-    for (int t = ith; t < j->T; t += nth)
-        j->row(j->m, j->layer, t, ith);
+    j->row(j->m, j->layer, (int)t, ith);
 }
 
 static void llm_for_rows(llm *m, int T, int layer, void (*row)(llm *, int, int, int))
 {
-    llm_rows_job j = {m, T, layer, row};
+    llm_rows_job j = {m, layer, row};
     if (T < 4) { /* a pool round trip costs more than a few short rows */
         for (int t = 0; t < T; t++)
             row(m, layer, t, 0);
         return;
     }
-    pool_run(m->pool, llm_rows_worker, &j);
+    pool_for(m->pool, T, llm_rows_task, &j);
 }
 
-/* Up to three products sharing one input: y_i[T][n_i] = x[T][k] W_i^T. */
+/* Up to three products sharing one input: y_i[T][n_i] = x[T][k] W_i^T.
+ * A task is a chunk of rows of one weight. */
 typedef struct {
     llm *m;
     const llm_mat *w[3];
@@ -422,43 +421,35 @@ typedef struct {
     int64_t first_chunk[4]; /* prefix sums of chunks per weight */
     const uint8_t *act;
     size_t act_stride;
-    atomic_llong next;
 } llm_mm_job;
 
-static void llm_mm_worker(void *arg, int ith, int nth)
+static void llm_mm_task(void *arg, int64_t c, int ith)
 {
     llm_mm_job *j = arg;
     (void)ith;
-    (void)nth;
-    for (;;) {
-        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->first_chunk[j->nw])
-            return;
-        int i = 0;
-        while (c >= j->first_chunk[i + 1])
-            i++;
-        const llm_mat *w = j->w[i];
-        int64_t r0 = (c - j->first_chunk[i]) * j->chunk;
-        int64_t nr = w->n - r0 < j->chunk ? w->n - r0 : j->chunk;
-        j->m->kern->gemm[w->type](w->k, w->data + (size_t)r0 * w->row_bytes, w->row_bytes, nr, j->act,
-                                  j->act_stride, j->T, j->y[i] + r0, (size_t)w->n);
-    }
+    int i = 0;
+    while (c >= j->first_chunk[i + 1])
+        i++;
+    const llm_mat *w = j->w[i];
+    int64_t r0 = (c - j->first_chunk[i]) * j->chunk;
+    int64_t nr = w->n - r0 < j->chunk ? w->n - r0 : j->chunk;
+    j->m->kern->gemm[w->type](w->k, w->data + (size_t)r0 * w->row_bytes, w->row_bytes, nr, j->act,
+                              j->act_stride, j->T, j->y[i] + r0, (size_t)w->n);
 }
 
 typedef struct {
     llm *m;
     const float *x;
     int64_t k;
-    int act_type, T;
+    int act_type;
     size_t stride;
 } llm_act_job;
 
-static void llm_act_worker(void *arg, int ith, int nth)
+static void llm_act_task(void *arg, int64_t t, int ith)
 {
     llm_act_job *j = arg;
-    quant_act_fn fn = j->m->kern->act[j->act_type];
-    for (int t = ith; t < j->T; t += nth)
-        fn(j->x + (size_t)t * j->k, j->m->act + (size_t)t * j->stride, j->k);
+    (void)ith;
+    j->m->kern->act[j->act_type](j->x + (size_t)t * j->k, j->m->act + (size_t)t * j->stride, j->k);
 }
 
 /* x: [T][k]; the weights must share k and activation type. */
@@ -466,11 +457,13 @@ static void llm_matmul(llm *m, const float *x, int T, int nw, const llm_mat *con
 {
     llm_mm_job j = {.m = m, .nw = nw, .T = T, .act = m->act};
     const quant_traits *tr = quant_traits_of(w[0]->type);
-    llm_act_job aj = {m, x, w[0]->k, tr->act_type, T, quant_row_size(tr->act_type, w[0]->k)};
-    if (T < 4)
-        llm_act_worker(&aj, 0, 1);
-    else
-        pool_run(m->pool, llm_act_worker, &aj);
+    llm_act_job aj = {m, x, w[0]->k, tr->act_type, quant_row_size(tr->act_type, w[0]->k)};
+    if (T < 4) {
+        for (int t = 0; t < T; t++)
+            llm_act_task(&aj, t, 0);
+    } else {
+        pool_for(m->pool, T, llm_act_task, &aj);
+    }
     j.act_stride = aj.stride;
     int64_t rows = 0;
     for (int i = 0; i < nw; i++) {
@@ -485,16 +478,14 @@ static void llm_matmul(llm *m, const float *x, int T, int nw, const llm_mat *con
         j.chunk = 16;
     for (int i = 0; i < nw; i++)
         j.first_chunk[i + 1] = j.first_chunk[i] + (w[i]->n + j.chunk - 1) / j.chunk;
-    atomic_init(&j.next, 0);
-    pool_run(m->pool, llm_mm_worker, &j);
+    pool_for(m->pool, j.first_chunk[nw], llm_mm_task, &j);
 }
 
 /* Groups the weights by activation type, so mixed quantizations still share work. */
 static void llm_matmul_multi(llm *m, const float *x, int T, int nw, const llm_mat *const *w, float *const *y)
 {
-    int done = 0;
     bool used[3] = {false};
-    while (done < nw) {
+    for (int done = 0; done < nw;) {
         const llm_mat *gw[3];
         float *gy[3];
         int gn = 0, act = -1;
@@ -590,29 +581,34 @@ static void llm_row_qkv(llm *m, int l, int t, int ith)
     }
 }
 
-/* Causal attention of one query row over the cache, all heads. */
-static void llm_row_attention(llm *m, int l, int t, int ith)
+/* Causal attention of query row t, head h over the cache: a task per (t, h),
+ * so decode (T = 1) still spreads its heads over the threads. */
+typedef struct {
+    llm *m;
+    int layer;
+} llm_attn_job;
+
+static void llm_attn_task(void *arg, int64_t task, int ith)
 {
+    llm_attn_job *j = arg;
+    llm *m = j->m;
     const llm_hparams *hp = &m->hp;
-    int D = hp->head_dim, H = hp->n_head, G = hp->n_head_kv, n = m->n_past + t + 1;
-    float scale = 1.0f / sqrtf((float)D);
+    int D = hp->head_dim, H = hp->n_head, G = hp->n_head_kv, l = j->layer;
+    int t = (int)(task / H), h = (int)(task % H), g = h / (H / G), n = m->n_past + t + 1;
     float *sc = m->scores + (size_t)ith * m->n_ctx;
-    for (int h = 0; h < H; h++) {
-        int g = h / (H / G);
-        const float *q = m->q + ((size_t)t * H + h) * D;
-        const float *kc = m->k_cache + ((size_t)l * G + g) * m->n_ctx * D;
-        const float *vc = m->v_cache + ((size_t)l * G + g) * m->n_ctx * D;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            sc[j] = m->vec->dot(q, kc + (size_t)j * D, D) * scale;
-            mx = sc[j] > mx ? sc[j] : mx;
-        }
-        float inv = 1.0f / m->vec->exp_sum(sc, mx, n);
-        float *o = m->att + ((size_t)t * H + h) * D;
-        memset(o, 0, sizeof(float) * D);
-        for (int j = 0; j < n; j++)
-            m->vec->axpy(o, sc[j] * inv, vc + (size_t)j * D, D);
+    const float *q = m->q + ((size_t)t * H + h) * D;
+    const float *kc = m->k_cache + ((size_t)l * G + g) * m->n_ctx * D;
+    const float *vc = m->v_cache + ((size_t)l * G + g) * m->n_ctx * D;
+    float scale = 1.0f / sqrtf((float)D), mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        sc[i] = m->vec->dot(q, kc + (size_t)i * D, D) * scale;
+        mx = sc[i] > mx ? sc[i] : mx;
     }
+    float inv = 1.0f / m->vec->exp_sum(sc, mx, n);
+    float *o = m->att + ((size_t)t * H + h) * D;
+    memset(o, 0, sizeof(float) * D);
+    for (int i = 0; i < n; i++)
+        m->vec->axpy(o, sc[i] * inv, vc + (size_t)i * D, D);
 }
 
 static void llm_row_swiglu(llm *m, int l, int t, int ith)
@@ -641,11 +637,8 @@ static void llm_forward(llm *m, int T)
         float *yqkv[3] = {m->q, m->k, m->v};
         llm_matmul_multi(m, m->xn, T, 3, wqkv, yqkv);
         llm_for_rows(m, T, l, llm_row_qkv);
-        if (T == 1) {
-            llm_row_attention(m, l, 0, 0);
-        } else {
-            llm_for_rows(m, T, l, llm_row_attention);
-        }
+        llm_attn_job aj = {m, l};
+        pool_for(m->pool, (int64_t)T * hp->n_head, llm_attn_task, &aj);
         const llm_mat *wo = &ly->wo;
         float *yo = m->xn;
         llm_matmul(m, m->att, T, 1, &wo, &yo);

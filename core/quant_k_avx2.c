@@ -16,6 +16,7 @@
  * near DRAM bandwidth with the help of software prefetch.
  */
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "quant.h"
@@ -115,13 +116,14 @@ QK_AI void qk_tile(const int type, const int R, const int C, int64_t nb, const u
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
             ab[c] = (const quant_block_q8_K *)(a + (size_t)c * a_stride) + b;
-        /* decode streams weights from DRAM: fetch the same block of the next
-         * row tile (pf bytes further) while this one computes */
+        /* decode streams weights from DRAM: each block step prefetches the
+         * next R blocks' worth of bytes, in address order, pf bytes past the
+         * tile (exact coverage when rows are contiguous, as in a GGUF file;
+         * sequential addresses stream better than R interleaved rows) */
         if (pf)
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++)
-                for (size_t o = 0; o < wbs; o += 64)
-                    _mm_prefetch((const char *)wb[r] + pf + o, _MM_HINT_T0);
+            for (size_t o = 0; o < R * wbs; o += 64)
+                /* integer arithmetic: the address may lie past the matrix */
+                _mm_prefetch((const char *)((uintptr_t)w + pf + (size_t)b * R * wbs + o), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -275,8 +277,8 @@ QK_AI void qk_gemm(const int type, int64_t k, const void *w, size_t w_stride, in
     int64_t nb = k / QK_K;
     if (n_act == 1) {
         /* decode: stream the weights once, four rows at a time, prefetching
-         * whole row tiles at least QK_PF_BYTES ahead (about a DRAM latency
-         * of work, also when rows are short) */
+         * whole row tiles at least QK_PF_BYTES ahead (more than a DRAM
+         * latency of work, also when rows are short) */
         size_t tile = 4 * w_stride, pf = tile * ((QK_PF_BYTES + tile - 1) / tile);
         int64_t r = 0;
         for (; r + 4 <= n_rows; r += 4)

@@ -103,6 +103,20 @@ static void quant_lg_deq_blocks(int type, const void *src, float *y, int64_t nb)
 
 /* ---- quantization ------------------------------------------------------ */
 
+/* (int)v as C truncates it, kept in [lo, hi], NaN -> 0: the same q as
+ * ggml's plain casts for every finite input, and no undefined behaviour for
+ * inf/NaN inputs (a diverged activation must not crash the process). */
+static inline int quant_lg_trunc(float v, int lo, int hi)
+{
+    if (!(v == v))
+        return 0;
+    if (v <= (float)lo)
+        return lo;
+    if (v >= (float)hi)
+        return hi;
+    return (int)v;
+}
+
 /* Signed value of the element with the largest magnitude (first one wins). */
 static float quant_lg_absmax_signed(const float *x, int n)
 {
@@ -134,8 +148,8 @@ static void quant_lg_q_q4_0(const float *x, quant_block_q4_0 *y, int64_t nb)
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK4_0 / 2; j++) {
-            int8_t q0 = (int8_t)(x[j] * id + 8.5f);
-            int8_t q1 = (int8_t)(x[j + QK4_0 / 2] * id + 8.5f);
+            int q0 = quant_lg_trunc(x[j] * id + 8.5f, 0, 127);
+            int q1 = quant_lg_trunc(x[j + QK4_0 / 2] * id + 8.5f, 0, 127);
             q0 = q0 < 15 ? q0 : 15;
             q1 = q1 < 15 ? q1 : 15;
             y[b].qs[j] = (uint8_t)(q0 | (q1 << 4));
@@ -153,8 +167,8 @@ static void quant_lg_q_q4_1(const float *x, quant_block_q4_1 *y, int64_t nb)
         y[b].d = quant_f32_to_f16(d);
         y[b].m = quant_f32_to_f16(mn);
         for (int j = 0; j < QK4_1 / 2; j++) {
-            int8_t q0 = (int8_t)((x[j] - mn) * id + 0.5f);
-            int8_t q1 = (int8_t)((x[j + QK4_1 / 2] - mn) * id + 0.5f);
+            int q0 = quant_lg_trunc((x[j] - mn) * id + 0.5f, 0, 127);
+            int q1 = quant_lg_trunc((x[j + QK4_1 / 2] - mn) * id + 0.5f, 0, 127);
             q0 = q0 < 15 ? q0 : 15;
             q1 = q1 < 15 ? q1 : 15;
             y[b].qs[j] = (uint8_t)(q0 | (q1 << 4));
@@ -170,8 +184,8 @@ static void quant_lg_q_q5_0(const float *x, quant_block_q5_0 *y, int64_t nb)
         uint32_t qh = 0;
         y[b].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK5_0 / 2; j++) {
-            int8_t q0 = (int8_t)(x[j] * id + 16.5f);
-            int8_t q1 = (int8_t)(x[j + QK5_0 / 2] * id + 16.5f);
+            int q0 = quant_lg_trunc(x[j] * id + 16.5f, 0, 127);
+            int q1 = quant_lg_trunc(x[j + QK5_0 / 2] * id + 16.5f, 0, 127);
             q0 = q0 < 31 ? q0 : 31;
             q1 = q1 < 31 ? q1 : 31;
             y[b].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
@@ -194,8 +208,8 @@ static void quant_lg_q_q5_1(const float *x, quant_block_q5_1 *y, int64_t nb)
         y[b].m = quant_f32_to_f16(mn);
         for (int j = 0; j < QK5_1 / 2; j++) {
             /* ggml does not clamp here: (x-min)*id + 0.5 stays below 31.5 */
-            uint8_t q0 = (uint8_t)((x[j] - mn) * id + 0.5f);
-            uint8_t q1 = (uint8_t)((x[j + QK5_1 / 2] - mn) * id + 0.5f);
+            int q0 = quant_lg_trunc((x[j] - mn) * id + 0.5f, 0, 255);
+            int q1 = quant_lg_trunc((x[j + QK5_1 / 2] - mn) * id + 0.5f, 0, 255);
             y[b].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
             qh |= (uint32_t)((q0 & 0x10) >> 4) << j;
             qh |= (uint32_t)((q1 & 0x10) >> 4) << (j + QK5_1 / 2);
@@ -219,7 +233,7 @@ static void quant_lg_q_q8_0(const float *x, quant_block_q8_0 *y, int64_t nb)
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK8_0; j++)
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            y[b].qs[j] = (int8_t)quant_lg_trunc(roundf(x[j] * id), -128, 127);
     }
 }
 
@@ -231,7 +245,7 @@ static void quant_lg_q_q8_1(const float *x, quant_block_q8_1 *y, int64_t nb)
         int sum = 0;
         y[b].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK8_1; j++) {
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            y[b].qs[j] = (int8_t)quant_lg_trunc(roundf(x[j] * id), -128, 127);
             sum += y[b].qs[j];
         }
         y[b].s = quant_f32_to_f16((float)sum * d);

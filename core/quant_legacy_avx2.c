@@ -528,6 +528,12 @@ QAV_INLINE void quant_av_gemm_panel(int T, int64_t k, const void *w, size_t w_st
                                      int64_t n_rows, const void *a, size_t a_stride,       \
                                      int64_t n_act, float *y, size_t y_stride)             \
     {                                                                                      \
+        if (k < 32) { /* no block: the (empty) dots are 0, as in the scalar code */        \
+            for (int64_t t = 0; t < n_act; t++)                                            \
+                for (int64_t r = 0; r < n_rows; r++)                                       \
+                    y[(size_t)t * y_stride + (size_t)r] = 0.0f;                            \
+            return;                                                                        \
+        }                                                                                  \
         if (n_act >= QAV_PANEL_MIN_ACT(T))                                                 \
             quant_av_gemm_panel(T, k, w, w_stride, n_rows, a, a_stride, n_act, y, y_stride); \
         else                                                                               \
@@ -667,7 +673,7 @@ static inline float quant_av_q8_block(const float *x, int8_t *qs, int *sum)
     __m256 v[4], m = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(x + 8 * i);
-        m = _mm256_max_ps(m, _mm256_andnot_ps(nz, v[i]));
+        m = _mm256_max_ps(_mm256_andnot_ps(nz, v[i]), m); /* this order skips NaNs */
     }
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -676,8 +682,11 @@ static inline float quant_av_q8_block(const float *x, int8_t *qs, int *sum)
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     const __m256 idv = _mm256_set1_ps(id);
     __m256i q[4];
-    for (int i = 0; i < 4; i++)
-        q[i] = _mm256_cvttps_epi32(quant_av_roundf(_mm256_mul_ps(v[i], idv)));
+    for (int i = 0; i < 4; i++) {
+        __m256 r = quant_av_roundf(_mm256_mul_ps(v[i], idv));
+        r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN -> 0, as in the scalar code */
+        q[i] = _mm256_cvttps_epi32(r);
+    }
     /* packs interleave 128-bit lanes; the permute restores element order */
     __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
     __m256i s = _mm256_madd_epi16(_mm256_add_epi16(q01, q23), _mm256_set1_epi16(1));

@@ -12,7 +12,6 @@
 #define _GNU_SOURCE /* timegm */
 #include "budget.h"
 
-#include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +45,7 @@ budget_params budget_default_params(void)
 {
     return (budget_params){.path = NULL,
                            .map_size = 16u << 20,
-                           .sync = true,
+                           .sync = false,
                            .per_day = 0,
                            .per_month = 0};
 }

@@ -20,8 +20,11 @@
  * every worker sees the same totals.
  *
  * Every get is one LMDB write transaction (it moves the entry to the front
- * of the LRU and counts the hit); the file is opened MDB_NOSYNC, since a
- * cache may lose its last writes in a power cut but never its consistency.
+ * of the LRU and counts the hit). To keep that cheap the file is opened
+ * MDB_WRITEMAP | MDB_NOSYNC: process crashes are harmless, but an OS crash
+ * or power cut may corrupt the file, so keep it on tmpfs (e.g. /run) or
+ * delete it at boot; it only holds copies. The file is sparse, with an
+ * apparent size of map_size.
  *
  * LMDB rules: open after fork() (an LMDB environment must not cross a
  * fork), one handle per process and file, used by one thread at a time.

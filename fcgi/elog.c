@@ -17,6 +17,7 @@
 
 static int elog_fd = STDERR_FILENO;
 static elog_level elog_cur = ELOG_INFO;
+static pid_t elog_pid;
 
 int elog_open(const char *path, elog_level level, char *msg, size_t msg_size)
 {
@@ -39,6 +40,11 @@ void elog_close(void)
     if (elog_fd != STDERR_FILENO)
         close(elog_fd);
     elog_fd = STDERR_FILENO;
+}
+
+void elog_after_fork(void)
+{
+    elog_pid = getpid();
 }
 
 void elog_set_level(elog_level level)
@@ -72,7 +78,7 @@ static void elog_begin(sbuf *b, elog_level level)
     char when[40];
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     sbuf_printf(b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%ld", when,
-                ts.tv_nsec / 1000000, names[level], (long)getpid());
+                ts.tv_nsec / 1000000, names[level], (long)(elog_pid ? elog_pid : getpid()));
 }
 
 static void elog_end(sbuf *b)

@@ -33,6 +33,8 @@ typedef struct {
  * on failure the previous destination stays. */
 int elog_open(const char *path, elog_level level, char *msg, size_t msg_size);
 void elog_close(void);
+/* Call in a forked child: the pid in each line is cached, not asked for. */
+void elog_after_fork(void);
 void elog_set_level(elog_level level);
 bool elog_enabled(elog_level level);
 /* "error", "warn", "info", "debug"; returns -1 when unknown. */

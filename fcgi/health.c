@@ -95,36 +95,62 @@ int health_render(const health_status *h, sbuf *out)
     return h->model_loaded ? 200 : 503;
 }
 
-int health_backlog(int listen_fd, long long *pending)
+struct health_probe {
+    int nl;      /* NETLINK_SOCK_DIAG socket */
+    uint32_t ino; /* inode of the listening socket */
+};
+
+health_probe *health_probe_new(int listen_fd)
 {
     struct stat st;
     if (fstat(listen_fd, &st) != 0)
-        return CORE_EIO;
-    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0)
-        return CORE_EUNSUPPORTED;
+        return NULL;
+    health_probe *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->ino = (uint32_t)st.st_ino;
+    p->nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    long long n;
+    if (p->nl < 0 || health_backlog(p, &n) != CORE_OK) {
+        health_probe_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void health_probe_free(health_probe *p)
+{
+    if (!p)
+        return;
+    if (p->nl >= 0)
+        close(p->nl);
+    free(p);
+}
+
+int health_backlog(health_probe *p, long long *pending)
+{
     struct {
         struct nlmsghdr nh;
         struct unix_diag_req r;
     } q = {.nh = {.nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
                   .nlmsg_flags = NLM_F_REQUEST, .nlmsg_seq = 1},
-           .r = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = (__u32)st.st_ino,
+           .r = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = p->ino,
                  .udiag_show = UDIAG_SHOW_RQLEN, .udiag_cookie = {~0u, ~0u}}};
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-    int rc = CORE_EUNSUPPORTED;
     long buf[1024];
-    if (sendto(nl, &q, sizeof(q), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-        goto out;
-    ssize_t n = recv(nl, buf, sizeof(buf), 0);
+    if (sendto(p->nl, &q, sizeof(q), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+        return CORE_EIO;
+    ssize_t n = recv(p->nl, buf, sizeof(buf), 0);
     if (n <= 0)
-        goto out;
+        return CORE_EIO;
+    int rc = CORE_EIO;
     for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
          h = NLMSG_NEXT(h, n)) {
         if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
             h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
             continue;
         struct unix_diag_msg *m = NLMSG_DATA(h);
-        if (m->udiag_ino != (__u32)st.st_ino)
+        if (m->udiag_ino != p->ino)
             continue;
         int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
         for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
@@ -136,7 +162,5 @@ int health_backlog(int listen_fd, long long *pending)
             }
         }
     }
-out:
-    close(nl);
     return rc;
 }

@@ -28,9 +28,16 @@ typedef struct {
 int health_npu_temp(const char *dir, double *celsius);
 
 /* Connections waiting in the listening unix socket's backlog for a worker
- * to accept them (sock_diag netlink, UNIX_DIAG_RQLEN). CORE_EUNSUPPORTED
- * where the kernel does not offer it (no unix_diag). */
-int health_backlog(int listen_fd, long long *pending);
+ * to accept them (sock_diag netlink, UNIX_DIAG_RQLEN). A probe keeps its
+ * netlink socket open, so a query costs two syscalls.
+ * health_probe_new() returns NULL when out of memory or when the kernel has
+ * no unix sock_diag; health_backlog() then is never called. The probe
+ * borrows listen_fd; free it with health_probe_free(). */
+typedef struct health_probe health_probe;
+health_probe *health_probe_new(int listen_fd);
+void health_probe_free(health_probe *p); /* NULL is a no-op */
+/* CORE_OK, or CORE_EIO when the kernel did not answer. */
+int health_backlog(health_probe *p, long long *pending);
 
 /* {"status":"ok"|"degraded"|"unavailable", "model":{"id","loaded"},
  *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n,

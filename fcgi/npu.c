@@ -8,16 +8,18 @@
  *
  * Waking: each slot has its own futex word in the shared table. Granting
  * bumps the grantee's word and wakes only that process, so a handoff costs
- * one wakeup and no thundering herd.
+ * one wakeup and no thundering herd; the grantee then takes the hold lock
+ * without touching the queue lock (see npu_take).
+ *
+ * Slot states: IDLE -> WAITING (queued, under the queue lock) -> GRANTED
+ * (picked, under the queue lock) -> HOLDING (by the owner alone) -> IDLE.
  */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include "npu.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <linux/futex.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -154,7 +156,7 @@ static void npu_futex_wait(uint32_t *w, uint32_t seen, uint64_t ns)
     syscall(SYS_futex, w, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
-/* ---- queue (all under the queue lock) -------------------------------------- */
+/* ---- queue (under the queue lock, except npu_take and the wait itself) ---- */
 
 /* Grants the NPU to the best waiter when it is free. Recounts the waiters
  * on the way, so n_waiting heals even if a process died halfway through

@@ -53,6 +53,7 @@ typedef struct {
     arena *arena;
     sbuf body;  /* response body */
     sbuf chunk; /* one SSE event */
+    health_probe *probe; /* NULL: the kernel cannot count the backlog */
     double temp_c;
     bool has_temp;
     long long temp_read_ms;
@@ -541,7 +542,7 @@ static void worker_health(worker_state *w, worker_req *q)
     metrics_summary s;
     metrics_summarize(w->p->metrics, &s);
     long long backlog = 0;
-    bool has_backlog = health_backlog(w->p->listen_fd, &backlog) == CORE_OK;
+    bool has_backlog = w->probe && health_backlog(w->probe, &backlog) == CORE_OK;
     long long others = s.in_flight > 0 ? s.in_flight - 1 : 0; /* not this request */
     health_status h = {.model_id = w->ids[0],
                        .model_loaded = w->models[0] != NULL,
@@ -562,7 +563,7 @@ static void worker_metrics(worker_state *w, worker_req *q)
 {
     sbuf_clear(&w->body);
     long long backlog;
-    bool has_backlog = health_backlog(w->p->listen_fd, &backlog) == CORE_OK;
+    bool has_backlog = w->probe && health_backlog(w->probe, &backlog) == CORE_OK;
     metrics_render(w->p->metrics, has_backlog ? &backlog : NULL, &w->body);
     worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
 }
@@ -749,6 +750,7 @@ static void worker_load(worker_state *w)
 
 int worker_main(const worker_params *p)
 {
+    elog_after_fork();
     worker_signals();
     worker_state w = {.p = p, .cfg = p->cfg};
     sbuf_init(&w.body);
@@ -761,6 +763,7 @@ int worker_main(const worker_params *p)
         goto out;
     }
     worker_load(&w);
+    w.probe = health_probe_new(p->listen_fd);
     metrics_set_model_loaded(p->metrics, p->slot, w.models[0] != NULL);
 
     FCGX_Request r;
@@ -821,6 +824,7 @@ int worker_main(const worker_params *p)
 out:
     for (size_t i = 0; i < p->cfg->n_models; i++)
         core_free(w.models[i]);
+    health_probe_free(w.probe);
     sbuf_free(&w.body);
     sbuf_free(&w.chunk);
     arena_free(w.arena);

@@ -398,6 +398,27 @@ static void test_killed_waiter(void **state)
     npu_close(n);
 }
 
+/* A holder killed while nobody waits: the next arrival, later, still gets
+ * the NPU (the table says "held" until someone notices the death). */
+static void test_killed_holder_then_arrival(void **state)
+{
+    (void)state;
+    pid_t h = spawn_holder();
+    kill(h, SIGKILL);
+    waitpid(h, NULL, 0);
+    npu_params p = params();
+    p.max_wait_ms = 5000;
+    pid_t w = spawn_waiter(0, 0, &p);
+    reap_all(&w, 1);
+    assert_int_equal(sh->outcome[0], NPU_GRANTED);
+    assert_true(sh->wait_us[0] < 2000000);
+    npu *n = open_or_die(&p);
+    npu_stats s;
+    npu_get_stats(n, &s);
+    assert_int_equal(s.dead_holders, 1);
+    npu_close(n);
+}
+
 static void check_spread(const long long *c, int k, const char *what)
 {
     long long lo = c[0], hi = c[0];
@@ -559,6 +580,7 @@ int main(void)
         cmocka_unit_test_setup(test_wait_timeout, reset),
         cmocka_unit_test_setup(test_killed_holder, reset),
         cmocka_unit_test_setup(test_killed_waiter, reset),
+        cmocka_unit_test_setup(test_killed_holder_then_arrival, reset),
         cmocka_unit_test_setup(test_fair_acquires, reset),
         cmocka_unit_test_setup(test_fair_slices, reset),
         cmocka_unit_test_setup(test_yield_alone_keeps_npu, reset),

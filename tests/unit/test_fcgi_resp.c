@@ -371,25 +371,29 @@ static void test_backlog(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(fd, 16), 0);
     long long n = -1;
-    if (health_backlog(fd, &n) != CORE_OK) {
+    health_probe *pr = health_probe_new(fd);
+    if (!pr) {
         print_message("SKIP: this kernel has no unix sock_diag\n");
         close(fd);
         unlink(sock);
         rmdir(path);
         skip();
     }
+    assert_int_equal(health_backlog(pr, &n), CORE_OK);
     assert_int_equal(n, 0);
     int c[3];
     for (int i = 0; i < 3; i++) {
         c[i] = socket(AF_UNIX, SOCK_STREAM, 0);
         assert_int_equal(connect(c[i], (struct sockaddr *)&a, sizeof(a)), 0);
     }
-    assert_int_equal(health_backlog(fd, &n), CORE_OK);
+    assert_int_equal(health_backlog(pr, &n), CORE_OK);
     assert_int_equal(n, 3);
     int one = accept(fd, NULL, NULL);
-    assert_int_equal(health_backlog(fd, &n), CORE_OK);
+    assert_int_equal(health_backlog(pr, &n), CORE_OK);
     assert_int_equal(n, 2);
     close(one);
+    health_probe_free(pr);
+    health_probe_free(NULL);
     for (int i = 0; i < 3; i++)
         close(c[i]);
     close(fd);

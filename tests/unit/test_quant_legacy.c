@@ -20,6 +20,9 @@
 
 static uint64_t tq_rng = 0x9e3779b97f4a7c15ull;
 
+static const int tq_types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1,
+                               QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q8_1};
+
 static uint32_t tq_rand(void)
 {
     tq_rng ^= tq_rng << 13;
@@ -213,6 +216,29 @@ static void test_q4_q5_hand(void **state)
         assert_true(y[j] == x[j]);
 }
 
+/* inf and NaN inputs quantize without undefined behaviour (UBSan's
+ * float-cast-overflow watches this in the sanitizer build) and predictably. */
+static void test_nonfinite(void **state)
+{
+    (void)state;
+    float x[64];
+    for (int j = 0; j < 64; j++)
+        x[j] = (float)j * 0.1f - 3.0f;
+    x[7] = NAN;
+    x[40] = -INFINITY;
+    uint8_t q[64 * 4];
+    for (size_t t = 0; t < sizeof(tq_types) / sizeof(tq_types[0]); t++)
+        assert_int_equal(quant_quantize_legacy(tq_types[t], x, q, 64), 0);
+    /* Q8_0: NaN is ignored by the max and becomes 0; the inf block is all 0 */
+    quant_block_q8_0 b[2];
+    assert_int_equal(quant_quantize_legacy(QT_Q8_0, x, b, 64), 0);
+    assert_int_equal(b[0].qs[7], 0);
+    assert_int_equal(b[0].qs[0], -127); /* -3.0 is the block's max |x| */
+    assert_int_equal(b[1].d, 0x7c00);
+    for (int j = 0; j < 32; j++)
+        assert_int_equal(b[1].qs[j], 0);
+}
+
 static void test_unsupported(void **state)
 {
     (void)state;
@@ -227,8 +253,6 @@ static void test_unsupported(void **state)
 
 /* ---- round trips -------------------------------------------------------- */
 
-static const int tq_types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1,
-                               QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q8_1};
 
 /* Largest allowed |x - deq(q(x))| for element j of a 32-block. */
 static float tq_bound(int type, const float *blk, float xj)
@@ -522,6 +546,8 @@ static void test_avx2_act(void **state)
     }
     x[0] = 127.0f;
     x[64 + 31] = -127.0f;
+    x[96 + 3] = NAN;       /* a diverged activation: NaN is skipped, q = 0 */
+    x[128 + 5] = INFINITY; /* d = inf, every q = 0 */
     const int acts[] = {QT_F32, QT_Q8_0, QT_Q8_1};
     for (int i = 0; i < 3; i++) {
         size_t sz = quant_row_size(acts[i], N);
@@ -560,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_bf16_edges),
         cmocka_unit_test(test_q8_0_hand),
         cmocka_unit_test(test_q4_q5_hand),
+        cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_scalar_vs_double),
