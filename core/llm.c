@@ -471,9 +471,10 @@ static void llm_matmul(llm *m, const float *x, int T, int nw, const llm_mat *con
         j.y[i] = y[i];
         rows += w[i]->n;
     }
-    /* ~8 chunks per thread balance noisy cores; multiples of 16 rows suit the kernels */
+    /* a few chunks per thread balance noisy cores while keeping the kernels'
+     * per-call setup small; multiples of 16 rows suit them */
     int nth = pool_size(m->pool);
-    j.chunk = (rows / (nth * 8) + 15) / 16 * 16;
+    j.chunk = (rows / (nth * 4) + 15) / 16 * 16;
     if (j.chunk < 16)
         j.chunk = 16;
     for (int i = 0; i < nw; i++)

@@ -225,25 +225,36 @@ QAV_INLINE void quant_av_act_tabs(int T, const uint8_t *a, size_t a_stride, int 
 {
     const quant_av_wfmt f = quant_av_fmt(T);
     const size_t absz = f.has_m ? 36 : 34;
-    for (int t = 0; t < ((na + 3) & ~3); t++) {
-        /* rows past na repeat the last one, so whole tiles can be loaded */
-        const uint8_t *row = a + (size_t)(t < na ? t : na - 1) * a_stride;
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    for (int t = 0; t < na; t++) {
+        const uint8_t *row = a + (size_t)t * a_stride;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + (size_t)(b0 + b) * absz;
             tb->da[b][t] = _cvtsh_ss(quant_av_u16(blk));
             if (f.has_m) {
                 tb->x.sa[b][t] = _cvtsh_ss(quant_av_u16(blk + 2));
             } else if (f.off) {
-                int lo = 0, hi = 0;
-                for (int e = 0; e < 16; e++) {
-                    lo += (int8_t)blk[2 + e];
-                    hi += (int8_t)blk[2 + 16 + e];
-                }
-                tb->x.corr[b][0][t] = f.off * lo;
-                tb->x.corr[b][1][t] = f.off * hi;
+                /* sum of 16 signed bytes: sad of the bytes offset to unsigned */
+                __m128i lo = _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(blk + 2)), bias),
+                                          _mm_setzero_si128());
+                __m128i hi = _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(blk + 18)), bias),
+                                          _mm_setzero_si128());
+                tb->x.corr[b][0][t] = f.off * (_mm_cvtsi128_si32(lo) + _mm_extract_epi16(lo, 4) - 16 * 128);
+                tb->x.corr[b][1][t] = f.off * (_mm_cvtsi128_si32(hi) + _mm_extract_epi16(hi, 4) - 16 * 128);
             }
         }
     }
+    /* rows past na repeat the last one, so whole tiles can be loaded */
+    for (int t = na; t < ((na + 3) & ~3); t++)
+        for (int64_t b = 0; b < nb; b++) {
+            tb->da[b][t] = tb->da[b][na - 1];
+            if (f.has_m) {
+                tb->x.sa[b][t] = tb->x.sa[b][na - 1];
+            } else {
+                tb->x.corr[b][0][t] = tb->x.corr[b][0][na - 1];
+                tb->x.corr[b][1][t] = tb->x.corr[b][1][na - 1];
+            }
+        }
 }
 
 QAV_INLINE void quant_av_gemm_q(int T, int64_t k, const void *w, size_t w_stride, int64_t n_rows,
