@@ -606,10 +606,9 @@ static void llm_attn_task(void *arg, int64_t task, int ith)
         mx = sc[i] > mx ? sc[i] : mx;
     }
     float inv = 1.0f / m->vec->exp_sum(sc, mx, n);
-    float *o = m->att + ((size_t)t * H + h) * D;
-    memset(o, 0, sizeof(float) * D);
     for (int i = 0; i < n; i++)
-        m->vec->axpy(o, sc[i] * inv, vc + (size_t)i * D, D);
+        sc[i] *= inv;
+    m->vec->wsum(m->att + ((size_t)t * H + h) * D, sc, vc, n, D, D);
 }
 
 static void llm_row_swiglu(llm *m, int l, int t, int ith)

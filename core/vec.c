@@ -22,6 +22,14 @@ static void vec_axpy_scalar(float *y, float a, const float *x, int64_t n)
         y[i] += a * x[i];
 }
 
+static void vec_wsum_scalar(float *o, const float *w, const float *v, int64_t n, int64_t D, int64_t ld)
+{
+    for (int64_t d = 0; d < D; d++)
+        o[d] = 0;
+    for (int64_t i = 0; i < n; i++)
+        vec_axpy_scalar(o, w[i], v + i * ld, D);
+}
+
 static void vec_silu_mul_scalar(float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -36,8 +44,8 @@ static float vec_exp_sum_scalar(float *x, float max, int64_t n)
     return (float)s;
 }
 
-static vec_ops vec_scalar = {"scalar", vec_dot_scalar, vec_axpy_scalar, vec_silu_mul_scalar,
-                             vec_exp_sum_scalar};
+static vec_ops vec_scalar = {"scalar", vec_dot_scalar, vec_axpy_scalar, vec_wsum_scalar,
+                             vec_silu_mul_scalar, vec_exp_sum_scalar};
 static vec_ops vec_avx2;
 static int vec_have_avx2;
 static pthread_once_t vec_once = PTHREAD_ONCE_INIT;

@@ -58,6 +58,40 @@ static void vec_axpy_avx2(float *y, float a, const float *x, int64_t n)
         y[i] += a * x[i];
 }
 
+static void vec_wsum_avx2(float *o, const float *w, const float *v, int64_t n, int64_t D, int64_t ld)
+{
+    int64_t d0 = 0;
+    for (; d0 + 64 <= D; d0 += 64) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *r = v + i * ld + d0;
+            __m256 wi = _mm256_broadcast_ss(w + i);
+            a0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 16), a2);
+            a3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 24), a3);
+            a4 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 32), a4);
+            a5 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 40), a5);
+            a6 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 48), a6);
+            a7 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 56), a7);
+        }
+        _mm256_storeu_ps(o + d0, a0);
+        _mm256_storeu_ps(o + d0 + 8, a1);
+        _mm256_storeu_ps(o + d0 + 16, a2);
+        _mm256_storeu_ps(o + d0 + 24, a3);
+        _mm256_storeu_ps(o + d0 + 32, a4);
+        _mm256_storeu_ps(o + d0 + 40, a5);
+        _mm256_storeu_ps(o + d0 + 48, a6);
+        _mm256_storeu_ps(o + d0 + 56, a7);
+    }
+    for (; d0 < D; d0++) { /* head sizes not a multiple of 64 */
+        float acc = 0;
+        for (int64_t i = 0; i < n; i++)
+            acc += w[i] * v[i * ld + d0];
+        o[d0] = acc;
+    }
+}
+
 static void vec_silu_mul_avx2(float *g, const float *u, int64_t n)
 {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
@@ -95,6 +129,7 @@ void vec_fill_avx2(vec_ops *v)
 {
     v->dot = vec_dot_avx2;
     v->axpy = vec_axpy_avx2;
+    v->wsum = vec_wsum_avx2;
     v->silu_mul = vec_silu_mul_avx2;
     v->exp_sum = vec_exp_sum_avx2;
 }
