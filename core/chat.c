@@ -134,10 +134,13 @@ int chat_detect(const char *tmpl, size_t len)
 
 typedef enum { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT } chat_role;
 
-/* Output that keeps counting past the capacity. */
+/* Output that keeps counting past the capacity, and notes where message
+ * contents went (pairs of offset and length) when asked. */
 typedef struct {
     char *buf;
     size_t cap, len;
+    size_t *spans;
+    size_t max_spans, n_spans;
 } chat_out;
 
 static void chat_put(chat_out *o, const char *s, size_t n)
@@ -154,8 +157,15 @@ static void chat_puts(chat_out *o, const char *s)
     chat_put(o, s, strlen(s));
 }
 
+/* Message content (every chat_str written is one). */
 static void chat_put_str(chat_out *o, chat_str s)
 {
+    if (o->spans && s.len && o->n_spans < o->max_spans) {
+        o->spans[2 * o->n_spans] = o->len;
+        o->spans[2 * o->n_spans + 1] = s.len;
+    }
+    if (s.len)
+        o->n_spans++;
     chat_put(o, s.s, s.len);
 }
 
@@ -327,6 +337,15 @@ static void chat_gemma(chat_out *o, const core_chat_msg *msgs, size_t n, bool ge
 int chat_format(int family, const core_chat_msg *msgs, size_t n, bool add_generation_prompt,
                 char *buf, size_t cap, size_t *len)
 {
+    size_t n_spans;
+    return chat_format_spans(family, msgs, n, add_generation_prompt, buf, cap, len, NULL, 0, &n_spans);
+}
+
+int chat_format_spans(int family, const core_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                      char *buf, size_t cap, size_t *len, size_t *spans, size_t max_spans,
+                      size_t *n_spans)
+{
+    *n_spans = 0;
     *len = 0;
     if (cap && buf)
         buf[0] = '\0';
@@ -336,7 +355,7 @@ int chat_format(int family, const core_chat_msg *msgs, size_t n, bool add_genera
         if (chat_role_of(msgs[i].role) < 0 || !msgs[i].content)
             return CORE_EINVAL;
 
-    chat_out o = {buf, cap, 0};
+    chat_out o = {buf, cap, 0, spans, max_spans, 0};
     bool gen = add_generation_prompt;
     switch ((chat_family)family) {
     case CHAT_CHATML:
@@ -413,5 +432,6 @@ int chat_format(int family, const core_chat_msg *msgs, size_t n, bool add_genera
     if (cap)
         buf[o.len < cap ? o.len : cap - 1] = '\0';
     *len = o.len;
+    *n_spans = o.n_spans;
     return o.len < cap ? CORE_OK : CORE_EINVAL;
 }

@@ -82,4 +82,12 @@ const char *chat_family_name(int family);
 int chat_format(int family, const core_chat_msg *msgs, size_t n, bool add_generation_prompt,
                 char *buf, size_t cap, size_t *len);
 
+/* chat_format that also reports where message contents landed in buf: up
+ * to max_spans pairs (offset, length) in spans, the full count in *n_spans
+ * (at most one per message). Lets the caller tokenize the template's own
+ * special tokens while treating what users wrote as plain text. */
+int chat_format_spans(int family, const core_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                      char *buf, size_t cap, size_t *len, size_t *spans, size_t max_spans,
+                      size_t *n_spans);
+
 #endif

@@ -22,6 +22,8 @@ typedef struct {
     int (*tokenize)(core_model *m, const char *text, size_t len, bool add_special, bool parse_special,
                     int32_t *toks, size_t cap, size_t *n_out);
     int (*piece)(core_model *m, int32_t tok, char *buf, size_t cap, size_t *len);
+    int (*chat_tokenize)(core_model *m, const core_chat_msg *msgs, size_t n_msgs, bool add_gen,
+                         int32_t *toks, size_t cap, size_t *n_out);
     void (*reset)(core_model *m);
     int (*prefill)(core_model *m, const int32_t *toks, size_t n, char *msg, size_t msg_size);
     int (*generate)(core_model *m, const core_gen_params *p, core_token_cb cb, void *user,
@@ -125,6 +127,28 @@ static int core_cpu_tokenize(core_model *m, const char *text, size_t len, bool a
 static int core_cpu_piece(core_model *m, int32_t tok, char *buf, size_t cap, size_t *len)
 {
     return tok_piece(m->vocab, tok, buf, cap, len);
+}
+
+static int core_cpu_chat_tokenize(core_model *m, const core_chat_msg *msgs, size_t n_msgs, bool add_gen,
+                                  int32_t *toks, size_t cap, size_t *n_out)
+{
+    size_t len = 0, n_spans = 0, max_spans = n_msgs ? n_msgs : 1;
+    size_t *spans = malloc(2 * max_spans * sizeof *spans);
+    char *text = NULL;
+    int rc = spans ? chat_format_spans(m->chat_family, msgs, n_msgs, add_gen, NULL, 0, &len, NULL, 0,
+                                       &n_spans)
+                   : CORE_ENOMEM;
+    if (rc == CORE_EINVAL && len) /* sized; now render for real */
+        rc = (text = malloc(len + 1)) ? chat_format_spans(m->chat_family, msgs, n_msgs, add_gen, text,
+                                                          len + 1, &len, spans, max_spans, &n_spans)
+                                      : CORE_ENOMEM;
+    if (!rc && n_spans > max_spans)
+        rc = CORE_EINVAL;
+    if (!rc)
+        rc = tok_encode_ex(m->vocab, text ? text : "", len, true, true, spans, n_spans, toks, cap, n_out);
+    free(text);
+    free(spans);
+    return rc;
 }
 
 static void core_cpu_reset(core_model *m)
@@ -246,6 +270,7 @@ static const core_backend core_cpu = {
     .free = core_cpu_free,
     .tokenize = core_cpu_tokenize,
     .piece = core_cpu_piece,
+    .chat_tokenize = core_cpu_chat_tokenize,
     .reset = core_cpu_reset,
     .prefill = core_cpu_prefill,
     .generate = core_cpu_generate,
@@ -298,6 +323,12 @@ int core_chat_format(core_model *m, const core_chat_msg *msgs, size_t n_msgs, bo
                      char *buf, size_t cap, size_t *len)
 {
     return chat_format(m->chat_family, msgs, n_msgs, add_generation_prompt, buf, cap, len);
+}
+
+int core_chat_tokenize(core_model *m, const core_chat_msg *msgs, size_t n_msgs, bool add_generation_prompt,
+                       int32_t *toks, size_t cap, size_t *n_out)
+{
+    return m->be->chat_tokenize(m, msgs, n_msgs, add_generation_prompt, toks, cap, n_out);
 }
 
 void core_reset(core_model *m) { m->be->reset(m); }

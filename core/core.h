@@ -70,6 +70,13 @@ typedef struct {
 int core_chat_format(core_model *m, const core_chat_msg *msgs, size_t n_msgs,
                      bool add_generation_prompt, char *buf, size_t cap, size_t *len);
 
+/* Renders messages with the chat template and tokenizes the result: the
+ * template's special tokens become their ids, while special-token text
+ * inside message contents stays text (a user cannot forge a turn). BOS per
+ * the model's metadata. Ids and count as core_tokenize(). */
+int core_chat_tokenize(core_model *m, const core_chat_msg *msgs, size_t n_msgs,
+                       bool add_generation_prompt, int32_t *toks, size_t cap, size_t *n_out);
+
 typedef struct {
     float temperature;       /* <= 0: greedy */
     int top_k;               /* <= 0: off */

@@ -805,9 +805,26 @@ static inline bool tok_isspace(char c)
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+/* Whether [off, off+n) overlaps one of the literal spans (pairs of offset,
+ * length, sorted by offset, not overlapping). */
+static bool tok_in_literal(const size_t *lit, size_t n_lit, size_t off, size_t n)
+{
+    size_t lo = 0, hi = n_lit;
+    while (lo < hi) { /* first span ending after off */
+        size_t mid = (lo + hi) / 2;
+        if (lit[2 * mid] + lit[2 * mid + 1] <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n_lit && lit[2 * lo] < off + n;
+}
+
 /* llama.cpp's tokenizer_st_partition: for each special token, longest
- * first, every raw fragment is split at each of its occurrences. */
-static int tok_partition(const tok_vocab *v, const char *text, size_t len, bool parse_special, tok_fvec *frags)
+ * first, every raw fragment is split at each of its occurrences, except
+ * that control-token text inside a literal span stays text. */
+static int tok_partition(const tok_vocab *v, const char *text, size_t len, bool parse_special,
+                         const size_t *lit, size_t n_lit, tok_fvec *frags)
 {
     int rc = 0;
     uint8_t *present = NULL;
@@ -853,9 +870,15 @@ static int tok_partition(const tok_vocab *v, const char *text, size_t len, bool 
                     goto out;
                 continue;
             }
-            size_t off = fr.off, flen = fr.len;
+            size_t off = fr.off, flen = fr.len, scan = off;
             for (;;) {
-                const char *m = flen >= t->n ? memmem(text + off, flen, t->s, t->n) : NULL;
+                size_t rest = off + flen - scan;
+                const char *m = rest >= t->n ? memmem(text + scan, rest, t->s, t->n) : NULL;
+                if (m && (t->attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)) &&
+                    tok_in_literal(lit, n_lit, (size_t)(m - text), t->n)) {
+                    scan = (size_t)(m - text) + 1;
+                    continue;
+                }
                 if (!m) {
                     if (flen && (rc = tok_fpush(&next, (tok_frag){-1, off, flen})))
                         goto out;
@@ -875,7 +898,7 @@ static int tok_partition(const tok_vocab *v, const char *text, size_t len, bool 
                         roff++;
                         rlen--;
                     }
-                off = roff;
+                off = scan = roff;
                 flen = rlen;
                 if (!flen)
                     break;
@@ -894,6 +917,12 @@ out:
 int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                int32_t *out, size_t cap, size_t *n_out)
 {
+    return tok_encode_ex(v, text, len, add_special, parse_special, NULL, 0, out, cap, n_out);
+}
+
+int tok_encode_ex(const tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                  const size_t *literal, size_t n_literal, int32_t *out, size_t cap, size_t *n_out)
+{
     int rc = 0;
     tok_ivec ids = {0};
     tok_fvec frags = {0};
@@ -901,7 +930,7 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_specia
     *n_out = 0;
     if (!v || (!text && len))
         return CORE_EINVAL;
-    if (len && (rc = tok_partition(v, text, len, parse_special, &frags)))
+    if (len && (rc = tok_partition(v, text, len, parse_special, literal, n_literal, &frags)))
         goto out;
     bool begin = add_special && v->add_bos && v->bos >= 0;
     if (v->type == TOK_WPM)

@@ -62,6 +62,14 @@ void tok_free(tok_vocab *v); /* NULL is a no-op */
 int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *out, size_t cap, size_t *n_out);
 
+/* tok_encode, except that control-token text inside the literal spans (n
+ * pairs of byte offset and length, sorted, not overlapping) stays text: a
+ * rendered chat prompt keeps its template's special tokens while what users
+ * wrote cannot forge them. */
+int tok_encode_ex(const tok_vocab *v, const char *text, size_t len, bool add_special,
+                  bool parse_special, const size_t *literal, size_t n_literal, int32_t *out,
+                  size_t cap, size_t *n_out);
+
 /* Bytes of one token's text as it reads in output (may be part of a UTF-8
  * character): byte-level BPE mapped back to bytes, U+2581 to space, <0xXX>
  * to its byte. Control and unknown tokens give no bytes. *len is the full
