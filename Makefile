@@ -39,7 +39,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test unit fuzz fuzz-long integration asan bench run stop deps clean
+.PHONY: all test unit fuzz fuzz-build fuzz-long integration asan bench run stop deps clean
 all: $(BUILD)/libedgecore.a $(TOOLS) $(FCGI_BIN)
 
 $(BUILD)/%.o: %.c
@@ -66,23 +66,31 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libedgefcgi.a $(BUILD)/libedg
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -lcmocka $(FCGI_LIBS) $(CORE_LIBS) -o $@
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libedgecore.a
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libedgefcgi.a $(BUILD)/libedgecore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(CORE_LIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(FCGI_LIBS) $(CORE_LIBS) -o $@
 
 unit: $(UNIT_BIN) $(TOOLS)
 	@fail=0; for t in $(UNIT_BIN); do \
 	  echo "== $$t"; EDGEGATE_BUILD=$(BUILD) $$t || fail=1; done; exit $$fail
 
-# libFuzzer harnesses are built by clang with their own sanitizers, from the
-# sources directly, so they never share objects with the gcc build.
+# libFuzzer harnesses are built by clang with their own sanitizers, from
+# objects of their own (never shared with the gcc build), compiled once and
+# linked into every harness.
 FUZZ_CC    ?= clang
-FUZZ_FLAGS := -std=gnu11 -g -O1 -Icore -Ifcgi -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=undefined $(if $(filter x86_64,$(ARCH)),$(SIMD_AVX2))
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -std=gnu11 -g -O1 -Icore -Ifcgi $(FUZZ_SAN) $(if $(filter x86_64,$(ARCH)),$(SIMD_AVX2))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(FCGI_SRC)
+FUZZ_OBJ := $(CORE_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(FCGI_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(CORE_SRC) $(FCGI_SRC) $(FCGI_LIBS) $(CORE_LIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/fuzz/libfuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libfuzz.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(BUILD)/fuzz/libfuzz.a $(FCGI_LIBS) $(CORE_LIBS) -o $@
+fuzz-build: $(FUZZ_BIN)
 # Replays every corpus (the saved crashers included) and fuzzes each harness
 # briefly; `make fuzz-long FUZZ_SECONDS=600` for a real session.
 FUZZ_SECONDS ?= 10
@@ -90,7 +98,9 @@ fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
 	  echo "== $$n corpus"; \
 	  mkdir -p $(BUILD)/fuzz/work/$$n; \
-	  $$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 2 || exit 1; \
+	  $$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} > $(BUILD)/fuzz/$$n.replay.log 2>&1 \
+	      || { tail -n 40 $(BUILD)/fuzz/$$n.replay.log; exit 1; }; \
+	  tail -n 1 $(BUILD)/fuzz/$$n.replay.log; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/work/$$n \
 	      tests/fuzz/corpus/$${n#fuzz_} > $(BUILD)/fuzz/$$n.log 2>&1 \
 	      || { tail -n 40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
@@ -116,6 +126,9 @@ deps:
 
 run: deps all
 	scripts/run-demo
+
+stop:
+	scripts/down --dir $(BUILD)/run
 
 clean:
 	rm -rf $(BUILD)

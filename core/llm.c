@@ -262,7 +262,16 @@ static int llm_load_tensors(llm *m, char *msg, size_t msg_size)
         for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
             m->weight_bytes += mats[i]->row_bytes * (size_t)mats[i]->n;
     }
-    /* the type holding most bytes names the file's quantization */
+    /* llama.cpp's file type names the mix; else the type holding most bytes */
+    static const char *const ftypes[] = {
+        [0] = "f32", [1] = "f16", [2] = "q4_0", [3] = "q4_1", [7] = "q8_0", [8] = "q5_0",
+        [9] = "q5_1", [10] = "q2_k", [11] = "q3_k_s", [12] = "q3_k_m", [13] = "q3_k_l",
+        [14] = "q4_k_s", [15] = "q4_k_m", [16] = "q5_k_s", [17] = "q5_k_m", [18] = "q6_k", [32] = "bf16"};
+    uint32_t ft;
+    if (!gguf_get_u32(m->g, "general.file_type", &ft) && ft < sizeof ftypes / sizeof *ftypes && ftypes[ft]) {
+        m->ftype = ftypes[ft];
+        return 0;
+    }
     size_t by_type[QT_COUNT] = {0};
     for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
         const gguf_tensor *t = gguf_tensor_at(m->g, i);

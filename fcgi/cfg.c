@@ -6,7 +6,12 @@
  *   models = ( { id, path, threads, n_ctx, chat_template }, ... ),
  *   limits = { max_body_bytes, default_max_tokens, max_tokens_cap,
  *              deadline_ms, max_messages },
- *   clients = ( { id, max_tokens_cap }, ... )
+ *   clients = ( { id, max_tokens_cap, tokens_per_day, tokens_per_month }, ... ),
+ *   npu = { lock_file, classes, chat_class, short_class, max_waiters,
+ *           max_wait_ms, slice_tokens, slice_ms, reap_ms },
+ *   cache = { enabled, path, map_size_mb, max_kb, ttl_s, shared, reader_check_s },
+ *   budgets = { enabled, path, map_size_mb, sync, tokens_per_day,
+ *               tokens_per_month, charge_cache_hits }
  */
 #include "cfg.h"
 
@@ -20,6 +25,7 @@
 #include <unistd.h>
 
 #include "core_err.h"
+#include "npu.h"
 
 typedef struct {
     const char *name;     /* file name for messages */
@@ -115,6 +121,18 @@ static int cfg_int(cfg_ctx *x, const config_setting_t *group, const char *key, b
     return CORE_OK;
 }
 
+static int cfg_bool(cfg_ctx *x, const config_setting_t *group, const char *key, bool *out)
+{
+    const config_setting_t *s = config_setting_get_member(group, key);
+    if (!s)
+        return CORE_OK;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return cfg_fail(x, s, "'%s' must be a boolean (true or false), not %s", key,
+                        cfg_type_name(config_setting_type(s)));
+    *out = config_setting_get_bool(s) != 0;
+    return CORE_OK;
+}
+
 /* Absolute paths stay; relative ones are joined to the config's directory. */
 static char *cfg_path(cfg_ctx *x, const char *p)
 {
@@ -137,6 +155,8 @@ static bool cfg_id_ok(const char *s)
             return false;
     return true;
 }
+
+#define CFG_MAX_BUDGET (1LL << 47) /* tokens; far below budget.h's per-call bound */
 
 #define CFG_TRY(e)                                                                         \
     do {                                                                                   \
@@ -244,7 +264,8 @@ out:
 
 static int cfg_clients(cfg_ctx *x, const config_setting_t *root, cfg *c)
 {
-    static const char *const keys[] = {"id", "max_tokens_cap", NULL};
+    static const char *const keys[] = {"id", "max_tokens_cap", "tokens_per_day",
+                                       "tokens_per_month", NULL};
     int rc = CORE_OK;
     const config_setting_t *list = config_setting_get_member(root, "clients");
     if (!list)
@@ -272,11 +293,138 @@ static int cfg_clients(cfg_ctx *x, const config_setting_t *root, cfg *c)
                 return cfg_fail(x, at, "client id '%s' is used twice", id);
         long long cap = c->limits.max_tokens_cap;
         CFG_TRY(cfg_int(x, g, "max_tokens_cap", false, 1, 1 << 20, &cap));
+        long long per_day = -1, per_month = -1;
+        CFG_TRY(cfg_int(x, g, "tokens_per_day", false, -1, CFG_MAX_BUDGET, &per_day));
+        CFG_TRY(cfg_int(x, g, "tokens_per_month", false, -1, CFG_MAX_BUDGET, &per_month));
         cfg_client *cl = &c->clients[c->n_clients++];
         cl->id = strdup(id);
         CFG_OOM(cl->id);
         cl->max_tokens_cap = (int)cap;
+        cl->tokens_per_day = per_day;
+        cl->tokens_per_month = per_month;
     }
+out:
+    return rc;
+}
+
+/* A group member of root, or NULL when absent; an error when not a group. */
+static int cfg_group(cfg_ctx *x, const config_setting_t *root, const char *name,
+                     const char *const *keys, const config_setting_t **out)
+{
+    const config_setting_t *g = config_setting_get_member(root, name);
+    *out = NULL;
+    if (!g)
+        return CORE_OK;
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return cfg_fail(x, g, "'%s' must be a group { ... }, not %s", name,
+                        cfg_type_name(config_setting_type(g)));
+    *out = g;
+    return cfg_check_keys(x, g, name, keys);
+}
+
+/* A path setting of group (absent: name beside the socket). */
+static int cfg_side_path(cfg_ctx *x, const config_setting_t *g, const char *key,
+                         const char *sock, const char *name, char **out)
+{
+    int rc = CORE_OK;
+    const char *s = NULL;
+    const config_setting_t *at = NULL;
+    if (g)
+        CFG_TRY(cfg_str(x, g, key, false, &at, &s));
+    if (s && !*s)
+        return cfg_fail(x, at, "'%s' is empty", key);
+    if (s) {
+        *out = cfg_path(x, s);
+    } else {
+        const char *slash = strrchr(sock, '/');
+        size_t dn = slash ? (size_t)(slash - sock) : 0;
+        size_t n = dn + strlen(name) + 2;
+        *out = malloc(n);
+        if (*out)
+            snprintf(*out, n, "%.*s/%s", (int)dn, sock, name);
+    }
+    CFG_OOM(*out);
+out:
+    return rc;
+}
+
+static int cfg_npu_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"lock_file",   "classes",     "chat_class",
+                                       "short_class", "max_waiters", "max_wait_ms",
+                                       "slice_tokens", "slice_ms",   "reap_ms",
+                                       NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g;
+    CFG_TRY(cfg_group(x, root, "npu", keys, &g));
+    CFG_TRY(cfg_side_path(x, g, "lock_file", c->socket, "npu.lock", &c->npu.lock_file));
+    if (!g)
+        goto out;
+    long long v;
+#define CFG_NPU_INT(field, lo, hi)                                                         \
+    v = c->npu.field;                                                                      \
+    CFG_TRY(cfg_int(x, g, #field, false, lo, hi, &v));                                     \
+    c->npu.field = (int)v
+    CFG_NPU_INT(classes, 1, NPU_MAX_CLASSES);
+    CFG_NPU_INT(max_waiters, 1, NPU_SLOTS - 1);
+    CFG_NPU_INT(max_wait_ms, 1, 600000);
+    CFG_NPU_INT(slice_tokens, 1, 4096);
+    CFG_NPU_INT(slice_ms, 1, 60000);
+    CFG_NPU_INT(reap_ms, 1, 1000);
+    /* Classes default to the last (chat) and the first (short jobs). */
+    c->npu.chat_class = c->npu.classes - 1;
+    c->npu.short_class = 0;
+    CFG_NPU_INT(chat_class, 0, c->npu.classes - 1);
+    CFG_NPU_INT(short_class, 0, c->npu.classes - 1);
+#undef CFG_NPU_INT
+out:
+    return rc;
+}
+
+static int cfg_cache_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"enabled", "path",   "map_size_mb",    "max_kb",
+                                       "ttl_s",   "shared", "reader_check_s", NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g;
+    CFG_TRY(cfg_group(x, root, "cache", keys, &g));
+    CFG_TRY(cfg_side_path(x, g, "path", c->socket, "cache.mdb", &c->cache.path));
+    if (!g)
+        goto out;
+    CFG_TRY(cfg_bool(x, g, "enabled", &c->cache.enabled));
+    CFG_TRY(cfg_bool(x, g, "shared", &c->cache.shared));
+    CFG_TRY(cfg_int(x, g, "map_size_mb", false, 1, 65536, &c->cache.map_size_mb));
+    CFG_TRY(cfg_int(x, g, "max_kb", false, 0, 64LL << 20, &c->cache.max_kb));
+    if (c->cache.max_kb > c->cache.map_size_mb * 1024)
+        CFG_TRY(cfg_fail(x, config_setting_get_member(g, "max_kb"),
+                         "max_kb (%lld) exceeds map_size_mb (%lld MiB)", c->cache.max_kb,
+                         c->cache.map_size_mb));
+    CFG_TRY(cfg_int(x, g, "ttl_s", false, 0, 1LL << 40, &c->cache.ttl_s));
+    long long v = c->cache.reader_check_s;
+    CFG_TRY(cfg_int(x, g, "reader_check_s", false, 1, 86400, &v));
+    c->cache.reader_check_s = (int)v;
+out:
+    return rc;
+}
+
+static int cfg_budgets_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"enabled",          "path",           "map_size_mb",
+                                       "sync",             "tokens_per_day", "tokens_per_month",
+                                       "charge_cache_hits", NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g;
+    CFG_TRY(cfg_group(x, root, "budgets", keys, &g));
+    CFG_TRY(cfg_side_path(x, g, "path", c->socket, "budgets.mdb", &c->budgets.path));
+    if (!g)
+        goto out;
+    CFG_TRY(cfg_bool(x, g, "enabled", &c->budgets.enabled));
+    CFG_TRY(cfg_bool(x, g, "sync", &c->budgets.sync));
+    CFG_TRY(cfg_bool(x, g, "charge_cache_hits", &c->budgets.charge_cache_hits));
+    CFG_TRY(cfg_int(x, g, "map_size_mb", false, 1, 65536, &c->budgets.map_size_mb));
+    CFG_TRY(cfg_int(x, g, "tokens_per_day", false, 0, CFG_MAX_BUDGET, &c->budgets.tokens_per_day));
+    CFG_TRY(cfg_int(x, g, "tokens_per_month", false, 0, CFG_MAX_BUDGET,
+                    &c->budgets.tokens_per_month));
 out:
     return rc;
 }
@@ -286,7 +434,8 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
     static const char *const keys[] = {"socket",   "socket_group", "socket_mode",
                                        "pid_file", "log_file",     "log_level",
                                        "workers",  "shutdown_timeout_ms", "models",
-                                       "limits",   "clients",      NULL};
+                                       "limits",   "clients",      "npu",
+                                       "cache",    "budgets",      NULL};
     int rc = CORE_OK;
     const config_setting_t *root = config_root_setting(lc);
     cfg *c = calloc(1, sizeof(*c));
@@ -302,6 +451,11 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
                              .max_tokens_cap = 512,
                              .deadline_ms = 3000,
                              .max_messages = 256};
+    c->npu = (cfg_npu){.classes = 2, .chat_class = 1, .short_class = 0, .max_waiters = 16,
+                       .max_wait_ms = 2000, .slice_tokens = 8, .slice_ms = 50, .reap_ms = 10};
+    c->cache = (cfg_cache){.enabled = true, .map_size_mb = 256, .ttl_s = 3600,
+                           .reader_check_s = 10};
+    c->budgets = (cfg_budgets){.enabled = true, .map_size_mb = 16};
     CFG_TRY(cfg_check_keys(x, root, NULL, keys));
 
     const char *s = NULL;
@@ -365,6 +519,9 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
     CFG_TRY(cfg_limits_load(x, root, c));
     CFG_TRY(cfg_models(x, root, c));
     CFG_TRY(cfg_clients(x, root, c));
+    CFG_TRY(cfg_npu_load(x, root, c));
+    CFG_TRY(cfg_cache_load(x, root, c));
+    CFG_TRY(cfg_budgets_load(x, root, c));
     *out = c;
     c = NULL;
 out:
@@ -446,6 +603,9 @@ void cfg_free(cfg *c)
     for (size_t i = 0; i < c->n_clients; i++)
         free(c->clients[i].id);
     free(c->clients);
+    free(c->npu.lock_file);
+    free(c->cache.path);
+    free(c->budgets.path);
     free(c->file);
     free(c->socket);
     free(c->socket_group);

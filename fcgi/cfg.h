@@ -31,7 +31,38 @@ typedef struct {
 typedef struct {
     char *id;           /* EDGEGATE_CLIENT value */
     int max_tokens_cap; /* replaces limits.max_tokens_cap for this client */
+    long long tokens_per_day, tokens_per_month; /* -1: the default tier; 0: no limit */
 } cfg_client;
+
+/* npu = { ... }: the arbiter (npu.h). */
+typedef struct {
+    char *lock_file;  /* absolute; default: beside the socket, npu.lock */
+    int classes;      /* 1..NPU_MAX_CLASSES; 0 is served first */
+    int chat_class;   /* class of /v1/chat/completions */
+    int short_class;  /* class of short jobs (vision, QA, embeddings) */
+    int max_waiters, max_wait_ms;
+    int slice_tokens, slice_ms, reap_ms;
+} cfg_npu;
+
+/* cache = { ... }: the response cache (cache.h). */
+typedef struct {
+    bool enabled;
+    char *path;       /* absolute; default: beside the socket, cache.mdb */
+    long long map_size_mb, max_kb; /* max_kb 0: half the map */
+    long long ttl_s;  /* 0: never expire */
+    bool shared;      /* true: the client id is not part of the key */
+    int reader_check_s;
+} cfg_cache;
+
+/* budgets = { ... }: token budgets (budget.h). */
+typedef struct {
+    bool enabled;
+    char *path;       /* absolute; default: beside the socket, budgets.mdb */
+    long long map_size_mb;
+    bool sync;
+    long long tokens_per_day, tokens_per_month; /* default tier; 0: no limit */
+    bool charge_cache_hits;
+} cfg_budgets;
 
 typedef struct {
     long max_body_bytes;
@@ -57,6 +88,9 @@ typedef struct {
     cfg_limits limits;
     cfg_client *clients;
     size_t n_clients;
+    cfg_npu npu;
+    cfg_cache cache;
+    cfg_budgets budgets;
 } cfg;
 
 int cfg_load(const char *path, cfg **out, char *msg, size_t msg_size);

@@ -89,9 +89,23 @@ int health_render(const health_status *h, sbuf *out)
         sbuf_puts(out, "\"npu_temp_c\":null,");
     sbuf_printf(out, "\"queue_depth\":%lld,\"in_flight\":%lld,", h->queue_depth, h->in_flight);
     if (h->has_backlog)
-        sbuf_printf(out, "\"backlog\":%lld}", h->backlog);
+        sbuf_printf(out, "\"backlog\":%lld,", h->backlog);
     else
-        sbuf_puts(out, "\"backlog\":null}");
+        sbuf_puts(out, "\"backlog\":null,");
+    if (!h->has_npu) {
+        sbuf_puts(out, "\"npu\":null}");
+    } else {
+        sbuf_printf(out, "\"npu\":{\"busy\":%s,", h->npu_busy ? "true" : "false");
+        if (h->npu_holder_pid > 0)
+            sbuf_printf(out, "\"holder_pid\":%d,", h->npu_holder_pid);
+        else
+            sbuf_puts(out, "\"holder_pid\":null,");
+        sbuf_printf(out,
+                    "\"queue_depth\":%lld,\"hold_ms_mean_recent\":%.3f,\"handoffs\":%lld,"
+                    "\"timeouts\":%lld,\"rejected\":%lld}}",
+                    h->npu_depth, h->npu_hold_ms_mean_recent, h->npu_handoffs, h->npu_timeouts,
+                    h->npu_rejected);
+    }
     return h->model_loaded ? 200 : 503;
 }
 

@@ -19,7 +19,13 @@ typedef struct {
     long long in_flight;    /* other requests being served by the pool */
     bool has_backlog;
     long long backlog;      /* connections waiting for a worker */
-    long long queue_depth;  /* in_flight + backlog: what a new request is behind */
+    long long queue_depth;  /* in_flight + backlog + npu_depth: what a new request is behind */
+    bool has_npu;           /* the arbiter answered */
+    bool npu_busy;
+    int npu_holder_pid;     /* 0: none */
+    long long npu_depth;    /* requests waiting for the NPU */
+    double npu_hold_ms_mean_recent;
+    long long npu_handoffs, npu_timeouts, npu_rejected;
 } health_status;
 
 /* Reads DIR/thermal_zoneN/temp (millidegrees) of the first zone whose type
@@ -41,7 +47,9 @@ int health_backlog(health_probe *p, long long *pending);
 
 /* {"status":"ok"|"degraded"|"unavailable", "model":{"id","loaded"},
  *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n,
- *  "in_flight": n, "backlog": n|null}
+ *  "in_flight": n, "backlog": n|null,
+ *  "npu": {"busy","holder_pid"|null,"queue_depth","hold_ms_mean_recent",
+ *          "handoffs","timeouts","rejected"} | null}
  * Returns the HTTP status to send: 200, or 503 when no model is loaded here. */
 int health_render(const health_status *h, sbuf *out);
 

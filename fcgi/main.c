@@ -1,22 +1,87 @@
 /* main.c: edgegate-fcgi, the FastCGI pool behind nginx.
  *
  *   edgegate-fcgi -c CONFIG [--test-config]
+ *   edgegate-fcgi -c CONFIG --cache-stats | --cache-purge JSON
+ *                           | --budgets | --budget CLIENT | --budget-reset CLIENT
  *
  * --test-config parses and validates CONFIG, prints "config ok" or
- * "FILE:LINE: what is wrong", and exits 0 or 1. Without it the process
+ * "FILE:LINE: what is wrong", and exits 0 or 1. The operator commands open
+ * the response cache or the budget store named by CONFIG (with or without
+ * a running pool: LMDB is multi-process), print the same JSON as the admin
+ * API and exit 0, or 1 with a message. Without any of them the process
  * becomes the pool's master (see master.h) and stays in the foreground.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cfg.h"
+#include "core_err.h"
 #include "master.h"
+#include "sbuf.h"
+
+typedef enum {
+    MAIN_SERVE,
+    MAIN_CACHE_STATS,
+    MAIN_CACHE_PURGE,
+    MAIN_BUDGETS,
+    MAIN_BUDGET,
+    MAIN_BUDGET_RESET,
+} main_cmd;
+
+/* One operator command; prints JSON on stdout, errors on stderr. */
+static int main_operator(const cfg *c, main_cmd cmd, const char *arg)
+{
+    char msg[512] = "";
+    sbuf out;
+    sbuf_init(&out);
+    int rc;
+    if (cmd == MAIN_CACHE_STATS || cmd == MAIN_CACHE_PURGE) {
+        cache *ch = NULL;
+        rc = admin_open_cache(c, &ch, msg, sizeof(msg));
+        if (rc == CORE_OK && cmd == MAIN_CACHE_STATS) {
+            rc = admin_cache_stats_json(ch, &out);
+        } else if (rc == CORE_OK) {
+            const char *param = NULL;
+            rc = admin_cache_purge_json(ch, arg, strlen(arg), &out, &param, msg, sizeof(msg));
+        }
+        if (rc != CORE_OK && !msg[0] && ch)
+            snprintf(msg, sizeof(msg), "%s", cache_errmsg(ch));
+        cache_close(ch);
+    } else {
+        budget *b = NULL;
+        rc = admin_open_budget(c, &b, msg, sizeof(msg));
+        if (rc == CORE_OK && cmd == MAIN_BUDGETS)
+            rc = admin_budgets_json(b, &out);
+        else if (rc == CORE_OK && cmd == MAIN_BUDGET)
+            rc = admin_budget_json(b, arg, &out);
+        else if (rc == CORE_OK)
+            rc = admin_budget_reset_json(b, arg, &out);
+        if (rc != CORE_OK && !msg[0] && b)
+            snprintf(msg, sizeof(msg), "%s", rc == CORE_EINVAL ? "invalid client id"
+                                                                : budget_errmsg(b));
+        budget_close(b);
+    }
+    if (rc == CORE_OK)
+        printf("%s\n", out.data ? out.data : "");
+    else
+        fprintf(stderr, "edgegate-fcgi: %s: %s\n", core_strerror(rc), msg);
+    sbuf_free(&out);
+    return rc == CORE_OK ? 0 : 1;
+}
 
 static void main_usage(FILE *f)
 {
-    fputs("usage: edgegate-fcgi -c CONFIG [--test-config]\n"
-          "  -c CONFIG        libconfig file (see conf/edgegate.conf)\n"
-          "  --test-config    check CONFIG, print \"config ok\" or FILE:LINE: error, exit\n",
+    fputs("usage: edgegate-fcgi -c CONFIG [--test-config | OPERATOR COMMAND]\n"
+          "  -c CONFIG             libconfig file (see conf/edgegate.conf)\n"
+          "  --test-config         check CONFIG, print \"config ok\" or FILE:LINE: error, exit\n"
+          "operator commands (print JSON, as the admin API does):\n"
+          "  --cache-stats         response cache statistics\n"
+          "  --cache-purge JSON    purge: {\"all\":true} {\"model\":ID} {\"client\":ID}\n"
+          "                        {\"older_than_s\":N} {\"key\":HEX}\n"
+          "  --budgets             token usage of every client\n"
+          "  --budget CLIENT       one client's usage\n"
+          "  --budget-reset CLIENT forget a client's usage\n",
           f);
 }
 
@@ -24,9 +89,24 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     int test_only = 0;
+    main_cmd cmd = MAIN_SERVE;
+    const char *arg = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
+        } else if (strcmp(argv[i], "--cache-stats") == 0) {
+            cmd = MAIN_CACHE_STATS;
+        } else if (strcmp(argv[i], "--budgets") == 0) {
+            cmd = MAIN_BUDGETS;
+        } else if (strcmp(argv[i], "--cache-purge") == 0 && i + 1 < argc) {
+            cmd = MAIN_CACHE_PURGE;
+            arg = argv[++i];
+        } else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc) {
+            cmd = MAIN_BUDGET;
+            arg = argv[++i];
+        } else if (strcmp(argv[i], "--budget-reset") == 0 && i + 1 < argc) {
+            cmd = MAIN_BUDGET_RESET;
+            arg = argv[++i];
         } else if (strcmp(argv[i], "--test-config") == 0 || strcmp(argv[i], "-t") == 0) {
             test_only = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -52,6 +132,11 @@ int main(int argc, char **argv)
         puts("config ok");
         cfg_free(c);
         return 0;
+    }
+    if (cmd != MAIN_SERVE) {
+        int status = main_operator(c, cmd, arg);
+        cfg_free(c);
+        return status;
     }
     return master_run(c);
 }

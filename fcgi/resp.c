@@ -95,6 +95,9 @@ static bool resp_usage_obj(yajl_gen g, const resp_usage *u)
     ok = ok && resp_key(g, "completion_tokens") && resp_int(g, u->completion_tokens);
     ok = ok && resp_key(g, "total_tokens") &&
          resp_int(g, u->prompt_tokens + u->completion_tokens);
+    ok = ok && resp_key(g, "prompt_tokens_details") && yajl_gen_map_open(g) == yajl_gen_status_ok;
+    ok = ok && resp_key(g, "cached_tokens") && resp_int(g, u->cached_tokens);
+    ok = ok && yajl_gen_map_close(g) == yajl_gen_status_ok;
     return ok && yajl_gen_map_close(g) == yajl_gen_status_ok;
 }
 

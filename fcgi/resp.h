@@ -25,6 +25,7 @@ typedef struct {
 
 typedef struct {
     long long prompt_tokens, completion_tokens;
+    long long cached_tokens; /* prompt tokens answered from the cache */
 } resp_usage;
 
 /* finish: "stop" or "length". deadline_hit adds "edgegate":{"deadline_hit":true}. */

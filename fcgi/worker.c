@@ -3,7 +3,14 @@
  * Input: FastCGI requests from nginx (libfcgi parses the records). The
  * params used: REQUEST_METHOD, DOCUMENT_URI (else SCRIPT_NAME, else
  * REQUEST_URI without its query), CONTENT_LENGTH, REQUEST_ID,
- * EDGEGATE_CLIENT, EDGEGATE_ADMIN, EDGEGATE_START_MSEC, REMOTE_ADDR.
+ * EDGEGATE_CLIENT, EDGEGATE_ADMIN, EDGEGATE_START_MSEC, EDGEGATE_CACHE_CONTROL
+ * (the request's Cache-Control header), REMOTE_ADDR.
+ *
+ * A chat request goes: parse, template, tokenize -> response cache lookup
+ * (deterministic requests only; a hit never touches the NPU) -> token budget
+ * reservation (prompt + max tokens) -> NPU acquire (bounded wait, else 503)
+ * -> prefill and generate, yielding the NPU every slice -> release -> settle
+ * the budget to the real count -> cache put.
  *
  * Signals: SIGTERM/SIGINT stay blocked except while the worker waits for a
  * connection in epoll_pwait() (ppoll() where epoll fails), so a stop never
@@ -28,14 +35,19 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "arena.h"
+#include "budget.h"
+#include "cache.h"
 #include "core.h"
 #include "elog.h"
 #include "health.h"
+#include "npu.h"
 #include "req.h"
 #include "resp.h"
 #include "sbuf.h"
@@ -54,6 +66,11 @@ typedef struct {
     sbuf body;  /* response body */
     sbuf chunk; /* one SSE event */
     health_probe *probe; /* NULL: the kernel cannot count the backlog */
+    npu *npu;            /* NULL: no arbiter (it failed to open) */
+    budget *budget;      /* NULL: budgets disabled or failed to open */
+    cache *cache;        /* NULL: cache disabled or failed to open */
+    long long model_size[CFG_MAX_MODELS], model_mtime[CFG_MAX_MODELS]; /* cache keys */
+    sbuf cachebody;      /* a cache hit's body */
     double temp_c;
     bool has_temp;
     long long temp_read_ms;
@@ -73,6 +90,13 @@ typedef struct {
     bool stream, deadline_hit, disconnected;
     bool headers_sent;
     char error[320]; /* short reason for the log ("" = none) */
+    const char *xcache;  /* X-Cache value; NULL: none */
+    char cache_key[65];  /* X-Cache-Key (for a purge by key); "": none */
+    bool has_quota;      /* quota: what the x-ratelimit-*-tokens headers say */
+    budget_quota quota;
+    char hdr[512];       /* extra header lines of every response to this request */
+    bool has_npu_wait;
+    long long npu_wait_us;
 } worker_req;
 
 static long long worker_now_us(void)
@@ -119,6 +143,7 @@ static const char *worker_reason(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     }
@@ -150,9 +175,9 @@ static int worker_flush(worker_req *q)
 static int worker_headers(worker_req *q, int status, const char *type, long long length,
                           const char *extra)
 {
-    char h[1024];
-    int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n",
-                     status, worker_reason(status), type, q->req_id);
+    char h[2048];
+    int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n%s",
+                     status, worker_reason(status), type, q->req_id, q->hdr);
     if (length >= 0 && n > 0 && (size_t)n < sizeof(h))
         n += snprintf(h + n, sizeof(h) - (size_t)n, "Content-Length: %lld\r\n", length);
     if (extra && n > 0 && (size_t)n < sizeof(h))
@@ -164,6 +189,34 @@ static int worker_headers(worker_req *q, int status, const char *type, long long
     q->status = status;
     q->headers_sent = true;
     return worker_put(q, h, (size_t)n);
+}
+
+/* q->hdr from q->xcache and q->quota (OpenAI's rate-limit header names;
+ * left out when no limit applies). */
+static void worker_set_hdr(worker_req *q)
+{
+    size_t n = 0;
+    q->hdr[0] = '\0';
+    if (q->xcache)
+        n += (size_t)snprintf(q->hdr, sizeof(q->hdr), "X-Cache: %s\r\n", q->xcache);
+    if (q->cache_key[0] && n < sizeof(q->hdr))
+        n += (size_t)snprintf(q->hdr + n, sizeof(q->hdr) - n, "X-Cache-Key: %s\r\n",
+                              q->cache_key);
+    if (q->has_quota && q->quota.limit >= 0 && n < sizeof(q->hdr)) {
+        char reset[48];
+        budget_format_reset(q->quota.reset_s, reset, sizeof(reset));
+        snprintf(q->hdr + n, sizeof(q->hdr) - n,
+                 "x-ratelimit-limit-tokens: %lld\r\nx-ratelimit-remaining-tokens: %lld\r\n"
+                 "x-ratelimit-reset-tokens: %s\r\n",
+                 q->quota.limit, q->quota.remaining, reset);
+    }
+}
+
+static void worker_set_quota(worker_req *q, const budget_quota *bq)
+{
+    q->quota = *bq;
+    q->has_quota = true;
+    worker_set_hdr(q);
 }
 
 static void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
@@ -294,7 +347,8 @@ typedef struct {
     worker_req *q;
     const resp_meta *meta;
     const req_chat *rq;
-    sbuf *text;          /* non-streaming: the whole answer */
+    sbuf *text;          /* non-streaming (or cacheable): the whole answer */
+    bool collect;        /* streaming: keep the text too (for the cache) */
     long long deadline;  /* monotonic us; 0: none */
 } worker_gen;
 
@@ -309,8 +363,15 @@ static int worker_on_token(void *user, int32_t tok, const char *text, size_t len
                 return 1;
             if (worker_put(g->q, g->w->chunk.data, g->w->chunk.len) || worker_flush(g->q))
                 return 1; /* the client went away: stop spending the CPU on it */
+            if (g->collect && sbuf_put(g->text, text, len))
+                g->collect = false; /* text.oom now keeps it out of the cache */
         }
     } else if (len && sbuf_put(g->text, text, len)) {
+        return 1;
+    }
+    /* One token of the slice; past the slice, others get the NPU first. */
+    if (g->w->npu && npu_tick(g->w->npu, 1, NULL) != CORE_OK) {
+        snprintf(g->q->error, sizeof(g->q->error), "npu_tick failed");
         return 1;
     }
     if (g->deadline && worker_now_us() >= g->deadline) {
@@ -339,6 +400,156 @@ static int worker_context_error(worker_state *w, worker_req *q, int n_ctx, size_
     return -1;
 }
 
+static void worker_npu_release(worker_state *w)
+{
+    if (w->npu && npu_held(w->npu) && npu_release(w->npu) != CORE_OK)
+        elog_msg(ELOG_ERROR, "worker %d: npu_release failed", w->p->slot);
+}
+
+/* Settles a reservation (if any) to actual tokens; the headers follow. */
+static void worker_settle(worker_state *w, worker_req *q, budget_res *res, bool reserved,
+                          long long actual)
+{
+    if (!reserved)
+        return;
+    budget_quota bq;
+    int rc = budget_settle(w->budget, res, actual, &bq);
+    if (rc != CORE_OK)
+        elog_ev(ELOG_ERROR, "budget settle failed", ELOG_S("request_id", q->req_id),
+                ELOG_S("client", q->client), ELOG_I("tokens", actual),
+                ELOG_S("error", budget_errmsg(w->budget)));
+    else
+        worker_set_quota(q, &bq);
+}
+
+static void worker_quota_error(worker_state *w, worker_req *q, const budget_quota *bq,
+                               long long need)
+{
+    char reset[48], extra[64];
+    budget_format_reset(bq->reset_s, reset, sizeof(reset));
+    api_error e;
+    api_fail(&e, 429, NULL, "insufficient_quota",
+             "You exceeded your token quota: this request needs at least %lld tokens and "
+             "%lld of %lld are left; the quota resets in %s.",
+             need, bq->remaining, bq->limit, reset);
+    e.type = "insufficient_quota";
+    snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", bq->reset_s > 0 ? bq->reset_s : 1);
+    worker_send_error(w, q, &e, extra);
+}
+
+static void worker_npu_busy(worker_state *w, worker_req *q, const npu_grant *g)
+{
+    bool full = g->outcome == NPU_QUEUE_FULL;
+    char extra[64];
+    api_error e;
+    api_fail(&e, 503, NULL, full ? "npu_queue_full" : "npu_timeout",
+             "The NPU is busy (%d requests waiting%s); retry after %d s.", g->depth,
+             full ? ", the queue is full" : ", waited too long", g->retry_after_s);
+    e.type = "server_error";
+    snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", g->retry_after_s);
+    worker_send_error(w, q, &e, extra);
+}
+
+/* The cache key: everything that changes the answer, in a fixed order. The
+ * rendered prompt is the normal form of the messages (roles, contents and
+ * the template); stream, include_usage and user do not change the text. */
+static void worker_chat_key(worker_state *w, worker_req *q, size_t mi, const req_chat *rq,
+                            const char *prompt, size_t plen, size_t n_prompt, long max_tokens,
+                            cache_key *key)
+{
+    const cfg *c = w->cfg;
+    const cfg_model *cm = &c->models[mi];
+    const char *tmpl = cm->chat_template ? cm->chat_template : "auto";
+    const char *client = c->cache.shared ? "" : q->client;
+    cache_keyb kb;
+    cache_key_init(&kb);
+    cache_key_add_str(&kb, "chat.completions", 16);
+    cache_key_add_str(&kb, cm->id, strlen(cm->id));
+    cache_key_add_str(&kb, cm->path, strlen(cm->path));
+    cache_key_add_i64(&kb, w->model_size[mi]);
+    cache_key_add_i64(&kb, w->model_mtime[mi]);
+    cache_key_add_str(&kb, tmpl, strlen(tmpl));
+    cache_key_add_str(&kb, client, strlen(client));
+    cache_key_add_str(&kb, prompt, plen);
+    cache_key_add_i64(&kb, (int64_t)n_prompt);
+    cache_key_add_i64(&kb, max_tokens);
+    cache_key_add_f64(&kb, rq->temperature);
+    cache_key_add_f64(&kb, rq->top_p);
+    cache_key_add_f64(&kb, rq->frequency_penalty);
+    cache_key_add_f64(&kb, rq->presence_penalty);
+    cache_key_add_i64(&kb, rq->has_seed);
+    cache_key_add_i64(&kb, rq->has_seed ? (int64_t)rq->seed : 0);
+    cache_key_add_i64(&kb, (int64_t)rq->n_stop);
+    for (size_t i = 0; i < rq->n_stop; i++)
+        cache_key_add_str(&kb, rq->stop[i], strlen(rq->stop[i]));
+    cache_key_final(&kb, key);
+}
+
+/* Answers from a cache entry: no NPU, no generation. Hits are free unless
+ * budgets.charge_cache_hits. */
+static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
+                            const cache_info *info)
+{
+    if (w->budget && w->cfg->budgets.charge_cache_hits) {
+        long long cost = info->prompt_tokens + info->completion_tokens;
+        budget_res res;
+        budget_quota bq;
+        bool granted = false;
+        int rc = budget_reserve(w->budget, q->client, cost, cost, &res, &granted, &bq);
+        if (rc != CORE_OK) {
+            snprintf(q->error, sizeof(q->error), "budget: %s", budget_errmsg(w->budget));
+            worker_fail(w, q, 500, NULL, "The token budget store failed: %s.",
+                        core_strerror(rc));
+            return;
+        }
+        worker_set_quota(q, &bq);
+        if (!granted) {
+            worker_quota_error(w, q, &bq, cost);
+            return;
+        }
+        worker_settle(w, q, &res, true, cost);
+    }
+    q->xcache = "HIT";
+    worker_set_hdr(q);
+    q->prompt_tokens = info->prompt_tokens;
+    q->completion_tokens = info->completion_tokens;
+    const char *finish = strcmp(info->finish, "length") == 0 ? "length" : "stop";
+    q->finish = finish;
+    char cid[96];
+    snprintf(cid, sizeof(cid), "chatcmpl-%s", q->req_id);
+    resp_meta meta = {.id = cid, .created = (long long)time(NULL), .model = rq->model};
+    resp_usage usage = {info->prompt_tokens, info->completion_tokens, info->prompt_tokens};
+    const char *text = w->cachebody.data ? w->cachebody.data : "";
+    size_t len = w->cachebody.data ? w->cachebody.len : 0;
+    if (!rq->stream) {
+        sbuf_clear(&w->body);
+        resp_completion(&w->body, &meta, text, len, finish, &usage, false);
+        if (w->body.oom)
+            worker_fail(w, q, 500, NULL, "Out of memory.");
+        else
+            worker_send(q, 200, "application/json", &w->body, NULL);
+        return;
+    }
+    if (worker_headers(q, 200, "text/event-stream", -1,
+                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") != 0)
+        return;
+    sbuf_clear(&w->chunk);
+    resp_sse_role(&w->chunk, &meta, rq->include_usage);
+    if (len)
+        resp_sse_text(&w->chunk, &meta, text, len, rq->include_usage);
+    resp_sse_finish(&w->chunk, &meta, finish, rq->include_usage, false);
+    if (rq->include_usage)
+        resp_sse_usage(&w->chunk, &meta, &usage);
+    resp_sse_done(&w->chunk);
+    if (w->chunk.oom) {
+        q->status = 500;
+        snprintf(q->error, sizeof(q->error), "out of memory");
+        return;
+    }
+    if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
+        worker_flush(q);
+}
+
 static void worker_chat(worker_state *w, worker_req *q, long long t0)
 {
     const cfg *c = w->cfg;
@@ -346,6 +557,10 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     api_error e;
     char *body;
     size_t body_len;
+    /* Every chat answer, errors included, tells the client its quota. */
+    budget_quota bq0;
+    if (w->budget && budget_query(w->budget, q->client, &bq0) == CORE_OK)
+        worker_set_quota(q, &bq0);
     if (worker_read_body(w, q, &body, &body_len))
         return;
 
@@ -376,8 +591,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     if (max_tokens > cap)
         max_tokens = cap;
 
-    /* Render the chat template (special tokens as text), then tokenize with
-     * special tokens parsed, as llama.cpp's server does. */
+    /* The rendered prompt (special tokens as text) keys the cache. */
     size_t want = 512, plen = 0;
     for (size_t i = 0; i < rq.n_msgs; i++)
         want += strlen(rq.msgs[i].content) + 64;
@@ -394,13 +608,15 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         worker_fail(w, q, 500, NULL, "Could not apply the chat template: %s.", core_strerror(rc));
         return;
     }
+    /* The template's special tokens count, but what users wrote is text:
+     * special-token strings in contents cannot forge a turn. */
     size_t tcap = plen + 8, n_prompt = 0;
     int32_t *toks = arena_alloc(w->arena, tcap * sizeof(int32_t));
-    rc = toks ? core_tokenize(m, prompt, plen, true, true, toks, tcap, &n_prompt) : CORE_ENOMEM;
+    rc = toks ? core_chat_tokenize(m, rq.msgs, rq.n_msgs, true, toks, tcap, &n_prompt) : CORE_ENOMEM;
     if (rc == CORE_EINVAL && n_prompt > tcap) {
         tcap = n_prompt;
         toks = arena_alloc(w->arena, tcap * sizeof(int32_t));
-        rc = toks ? core_tokenize(m, prompt, plen, true, true, toks, tcap, &n_prompt)
+        rc = toks ? core_chat_tokenize(m, rq.msgs, rq.n_msgs, true, toks, tcap, &n_prompt)
                   : CORE_ENOMEM;
     }
     if (rc != CORE_OK) {
@@ -412,6 +628,74 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     if (n_prompt + 1 > (size_t)w->n_ctx[mi]) {
         worker_context_error(w, q, w->n_ctx[mi], n_prompt);
         return;
+    }
+
+    /* Response cache: only answers that a repeat would reproduce. */
+    const char *cc = worker_param(q, "EDGEGATE_CACHE_CONTROL");
+    bool no_cache = cc && (strcasestr(cc, "no-cache") || strcasestr(cc, "no-store"));
+    bool cacheable = w->cache && (rq.temperature == 0 || rq.has_seed) && !no_cache;
+    q->xcache = cacheable ? "MISS" : "BYPASS";
+    worker_set_hdr(q);
+    cache_key key;
+    if (cacheable) {
+        worker_chat_key(w, q, mi, &rq, prompt, plen, n_prompt, max_tokens, &key);
+        cache_key_hex(&key, q->cache_key);
+        worker_set_hdr(q);
+        bool hit = false;
+        cache_info info;
+        rc = cache_get(w->cache, &key, &hit, &info, &w->cachebody);
+        if (rc != CORE_OK) {
+            elog_ev(ELOG_WARN, "cache get failed; treated as a miss",
+                    ELOG_S("request_id", q->req_id), ELOG_S("error", cache_errmsg(w->cache)));
+        } else if (hit) {
+            worker_chat_hit(w, q, &rq, &info);
+            return;
+        }
+    }
+
+    /* Budget: reserve the most this request may spend; settled below. */
+    budget_res bres;
+    bool reserved = false, budget_cut = false;
+    if (w->budget) {
+        bool granted = false;
+        budget_quota bq;
+        long long want_tok = (long long)n_prompt + max_tokens;
+        rc = budget_reserve(w->budget, q->client, want_tok, (long long)n_prompt + 1, &bres,
+                            &granted, &bq);
+        if (rc != CORE_OK) {
+            snprintf(q->error, sizeof(q->error), "budget: %s", budget_errmsg(w->budget));
+            worker_fail(w, q, 500, NULL, "The token budget store failed: %s.",
+                        core_strerror(rc));
+            return;
+        }
+        worker_set_quota(q, &bq);
+        if (!granted) {
+            worker_quota_error(w, q, &bq, (long long)n_prompt + 1);
+            return;
+        }
+        reserved = true;
+        if (bres.granted < want_tok) {
+            max_tokens = (long)(bres.granted - (long long)n_prompt);
+            budget_cut = true;
+        }
+    }
+
+    /* The NPU: a bounded wait, before the deadline timer runs. */
+    if (w->npu) {
+        npu_grant grant;
+        rc = npu_acquire(w->npu, c->npu.chat_class, &grant);
+        if (rc != CORE_OK) {
+            worker_settle(w, q, &bres, reserved, 0);
+            worker_fail(w, q, 500, NULL, "The NPU arbiter failed: %s.", core_strerror(rc));
+            return;
+        }
+        q->has_npu_wait = true;
+        q->npu_wait_us = (long long)grant.wait_us;
+        if (grant.outcome != NPU_GRANTED) {
+            worker_settle(w, q, &bres, reserved, 0);
+            worker_npu_busy(w, q, &grant);
+            return;
+        }
     }
 
     long long deadline = 0;
@@ -428,6 +712,8 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     if (rc == CORE_ECONTEXT) {
         worker_busy_model = NULL;
         worker_arm_deadline(0);
+        worker_npu_release(w);
+        worker_settle(w, q, &bres, reserved, 0);
         worker_context_error(w, q, w->n_ctx[mi], n_prompt);
         return;
     }
@@ -435,6 +721,8 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     if (rc != CORE_OK && rc != CORE_EABORTED) {
         worker_busy_model = NULL;
         worker_arm_deadline(0);
+        worker_npu_release(w);
+        worker_settle(w, q, &bres, reserved, 0);
         snprintf(q->error, sizeof(q->error), "%s", msg);
         worker_fail(w, q, 500, NULL, "Prefill failed: %s.", core_strerror(rc));
         return;
@@ -470,7 +758,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         gp.sampling.presence_penalty = (float)rq.presence_penalty;
         gp.sampling.seed = rq.has_seed ? rq.seed : worker_random_seed();
         worker_gen g = {.w = w, .q = q, .meta = &meta, .rq = &rq, .text = &text,
-                        .deadline = deadline};
+                        .collect = cacheable, .deadline = deadline};
         long long g0 = worker_now_us();
         rc = core_generate(m, &gp, worker_on_token, &g, &res, msg, sizeof(msg));
         q->gen_us = worker_now_us() - g0;
@@ -480,10 +768,15 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     }
     worker_busy_model = NULL;
     worker_arm_deadline(0);
+    /* Nobody waits on us while we write the last chunks to nginx. */
+    worker_npu_release(w);
+    /* Charged what was computed: a disconnect or a deadline pays for its
+     * tokens, the rest of the reservation goes back. */
+    worker_settle(w, q, &bres, reserved, q->prompt_tokens + q->completion_tokens);
 
     const char *finish = q->deadline_hit || res.finish == CORE_FINISH_LENGTH ? "length" : "stop";
     q->finish = finish;
-    resp_usage usage = {q->prompt_tokens, q->completion_tokens};
+    resp_usage usage = {q->prompt_tokens, q->completion_tokens, 0};
     if (q->disconnected) {
         q->status = 499;
         q->finish = "disconnected";
@@ -519,6 +812,20 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     }
     if (q->disconnected && q->status != 499)
         q->status = 499;
+    /* A shortened (budget) or cut (deadline, disconnect) answer is not the
+     * answer to this request: only whole answers go into the cache. */
+    if (cacheable && rc == CORE_OK && !q->disconnected && !q->deadline_hit && !budget_cut &&
+        !text.oom) {
+        cache_entry ce = {.model = rq.model,
+                          .client = c->cache.shared ? NULL : q->client,
+                          .ttl_s = -1,
+                          .prompt_tokens = q->prompt_tokens,
+                          .completion_tokens = q->completion_tokens,
+                          .finish = finish};
+        if (cache_put(w->cache, &key, &ce, text.data ? text.data : "", text.len) != CORE_OK)
+            elog_ev(ELOG_WARN, "cache put failed", ELOG_S("request_id", q->req_id),
+                    ELOG_S("error", cache_errmsg(w->cache)));
+    }
     sbuf_free(&text);
 }
 
@@ -554,6 +861,17 @@ static void worker_health(worker_state *w, worker_req *q)
                        .has_backlog = has_backlog,
                        .backlog = backlog,
                        .queue_depth = others + backlog};
+    npu_stats ns;
+    if (w->npu && npu_get_stats(w->npu, &ns) == CORE_OK) {
+        h.has_npu = true;
+        h.npu_busy = ns.holder_pid != 0;
+        h.npu_holder_pid = ns.holder_pid;
+        h.npu_depth = ns.depth;
+        h.npu_hold_ms_mean_recent = (double)ns.hold_us_mean_recent / 1000.0;
+        h.npu_handoffs = (long long)ns.handoffs;
+        h.npu_timeouts = (long long)ns.timeouts;
+        h.npu_rejected = (long long)ns.rejected;
+    }
     sbuf_clear(&w->body);
     int status = health_render(&h, &w->body);
     worker_send(q, status, "application/json", &w->body, "Cache-Control: no-store\r\n");
@@ -565,6 +883,13 @@ static void worker_metrics(worker_state *w, worker_req *q)
     long long backlog;
     bool has_backlog = w->probe && health_backlog(w->probe, &backlog) == CORE_OK;
     metrics_render(w->p->metrics, has_backlog ? &backlog : NULL, &w->body);
+    /* Both live in shared files: already totals over every worker. */
+    npu_stats ns;
+    if (w->npu && npu_get_stats(w->npu, &ns) == CORE_OK)
+        npu_metrics_render(&ns, &w->body);
+    cache_stats cs;
+    if (w->cache && cache_get_stats(w->cache, &cs) == CORE_OK)
+        cache_metrics_render(&cs, &w->body);
     worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
 }
 
@@ -580,6 +905,119 @@ static bool worker_method(worker_state *w, worker_req *q, const char *allowed)
     snprintf(allow, sizeof(allow), "Allow: %s\r\n", allowed);
     worker_send_error(w, q, &e, allow);
     return false;
+}
+
+/* ---- admin endpoints (EDGEGATE_ADMIN=1) ---------------------------------- */
+
+static void worker_send_json(worker_state *w, worker_req *q, int status)
+{
+    worker_send(q, status, "application/json", &w->body, "Cache-Control: no-store\r\n");
+}
+
+/* After an admin_* call: 200 with the body, or the matching error. */
+static void worker_admin_reply(worker_state *w, worker_req *q, int rc, const char *what,
+                               const char *store_err)
+{
+    if (rc == CORE_OK) {
+        worker_send_json(w, q, 200);
+    } else if (rc == CORE_EINVAL) {
+        worker_fail(w, q, 400, "invalid_value", "Invalid client id.");
+    } else {
+        snprintf(q->error, sizeof(q->error), "%s", store_err);
+        worker_fail(w, q, 500, NULL, "%s failed: %s.", what, core_strerror(rc));
+    }
+}
+
+static void worker_admin_cache(worker_state *w, worker_req *q, const char *what)
+{
+    if (!w->cache) {
+        worker_fail(w, q, 503, "cache_unavailable",
+                    "The response cache is disabled or failed to open; see the pool's log.");
+        return;
+    }
+    sbuf_clear(&w->body);
+    if (strcmp(what, "stats") == 0) {
+        if (worker_method(w, q, "GET"))
+            worker_admin_reply(w, q, admin_cache_stats_json(w->cache, &w->body),
+                               "Reading the cache statistics", cache_errmsg(w->cache));
+    } else if (strcmp(what, "purge") == 0) {
+        if (!worker_method(w, q, "POST"))
+            return;
+        char *body;
+        size_t len;
+        if (worker_read_body(w, q, &body, &len))
+            return;
+        api_error e;
+        const char *param = NULL;
+        api_fail(&e, 400, NULL, "invalid_value", "%s", "");
+        sbuf_clear(&w->body);
+        int rc = admin_cache_purge_json(w->cache, body, len, &w->body, &param, e.message,
+                                        sizeof(e.message));
+        if (rc == CORE_EFORMAT) {
+            if (param)
+                snprintf(e.param, sizeof(e.param), "%s", param);
+            worker_send_error(w, q, &e, NULL);
+            return;
+        }
+        if (rc == CORE_OK)
+            elog_ev(ELOG_INFO, "cache purged", ELOG_S("request_id", q->req_id),
+                    ELOG_S("result", w->body.data));
+        worker_admin_reply(w, q, rc, "The purge", cache_errmsg(w->cache));
+    } else {
+        worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", q->path);
+    }
+}
+
+/* rest: "" (the list), "CLIENT" or "CLIENT/reset". */
+static void worker_admin_budgets(worker_state *w, worker_req *q, const char *rest)
+{
+    if (!w->budget) {
+        worker_fail(w, q, 503, "budgets_unavailable",
+                    "Token budgets are disabled or failed to open; see the pool's log.");
+        return;
+    }
+    sbuf_clear(&w->body);
+    if (!*rest) {
+        if (worker_method(w, q, "GET"))
+            worker_admin_reply(w, q, admin_budgets_json(w->budget, &w->body),
+                               "Reading the budgets", budget_errmsg(w->budget));
+        return;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    char client[BUDGET_MAX_CLIENT + 1];
+    if (n == 0 || n > BUDGET_MAX_CLIENT || (slash && strcmp(slash, "/reset") != 0)) {
+        worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", q->path);
+        return;
+    }
+    memcpy(client, rest, n);
+    client[n] = '\0';
+    if (!slash) {
+        if (worker_method(w, q, "GET"))
+            worker_admin_reply(w, q, admin_budget_json(w->budget, client, &w->body),
+                               "Reading the budget", budget_errmsg(w->budget));
+        return;
+    }
+    if (!worker_method(w, q, "POST"))
+        return;
+    int rc = admin_budget_reset_json(w->budget, client, &w->body);
+    if (rc == CORE_OK)
+        elog_ev(ELOG_INFO, "budget reset", ELOG_S("request_id", q->req_id),
+                ELOG_S("budget_client", client));
+    worker_admin_reply(w, q, rc, "Resetting the budget", budget_errmsg(w->budget));
+}
+
+static void worker_admin(worker_state *w, worker_req *q)
+{
+    const char *p = q->path;
+    if (strncmp(p, "/admin/cache/", 13) == 0)
+        worker_admin_cache(w, q, p + 13);
+    else if (strcmp(p, "/admin/budgets") == 0)
+        worker_admin_budgets(w, q, "");
+    else if (strncmp(p, "/admin/budgets/", 15) == 0)
+        worker_admin_budgets(w, q, p + 15);
+    else
+        worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", p);
 }
 
 static void worker_route(worker_state *w, worker_req *q, long long t0)
@@ -612,7 +1050,7 @@ static void worker_route(worker_state *w, worker_req *q, long long t0)
         if (!admin || strcmp(admin, "1") != 0)
             worker_fail(w, q, 403, "forbidden", "The admin API needs the admin key.");
         else
-            worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", p);
+            worker_admin(w, q);
     } else {
         q->ep = METRICS_EP_OTHER;
         worker_fail(w, q, 404, "not_found", "No endpoint %.64s.", p);
@@ -657,6 +1095,7 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
         }
     }
     worker_route(w, &q, t0);
+    worker_npu_release(w); /* never carried past a request, whatever path it took */
     if (!q.headers_sent && !q.disconnected)
         worker_fail(w, &q, 500, NULL, "The request was not answered.");
     FCGX_Finish_r(r);
@@ -683,6 +1122,8 @@ static void worker_handle(worker_state *w, FCGX_Request *r)
                 ELOG_I("completion_tokens", q.completion_tokens), ELOG_S("finish", q.finish),
                 ELOG_B("deadline_hit", q.deadline_hit), ELOG_D("ms", (double)us / 1000.0),
                 ELOG_D("queue_ms", has_wait ? (double)wait_us / 1000.0 : NAN),
+                ELOG_D("npu_wait_ms", q.has_npu_wait ? (double)q.npu_wait_us / 1000.0 : NAN),
+                ELOG_S("cache", q.xcache),
                 ELOG_I("slot", w->p->slot), ELOG_S("error", q.error[0] ? q.error : NULL));
 }
 
@@ -728,6 +1169,11 @@ static void worker_load(worker_state *w)
         cp.chat_template = cm->chat_template;
         char msg[512] = "";
         long long t0 = worker_now_us();
+        struct stat st;
+        if (stat(cm->path, &st) == 0) { /* the model's identity in cache keys */
+            w->model_size[i] = (long long)st.st_size;
+            w->model_mtime[i] = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        }
         int rc = core_load(&cp, &w->models[i], msg, sizeof(msg));
         if (rc != CORE_OK) {
             w->models[i] = NULL;
@@ -748,6 +1194,39 @@ static void worker_load(worker_state *w)
     }
 }
 
+/* The arbiter, budgets and cache, opened after fork (LMDB environments and
+ * OFD locks must not cross a fork). A failure is logged and that feature
+ * is off in this worker; without the arbiter the worker still serves, but
+ * /health says so ("npu": null). */
+static void worker_open_shared(worker_state *w)
+{
+    const cfg *c = w->cfg;
+    char msg[512] = "";
+    npu_params np = npu_default_params();
+    np.lock_path = c->npu.lock_file;
+    np.n_classes = c->npu.classes;
+    np.max_waiters = c->npu.max_waiters;
+    np.max_wait_ms = c->npu.max_wait_ms;
+    np.slice_tokens = c->npu.slice_tokens;
+    np.slice_ms = c->npu.slice_ms;
+    np.reap_ms = c->npu.reap_ms;
+    if (npu_open(&np, &w->npu, msg, sizeof(msg)) != CORE_OK)
+        elog_ev(ELOG_ERROR, "npu arbiter unavailable", ELOG_S("path", c->npu.lock_file),
+                ELOG_S("error", msg), ELOG_I("slot", w->p->slot));
+    if (c->budgets.enabled) {
+        msg[0] = '\0';
+        if (admin_open_budget(c, &w->budget, msg, sizeof(msg)) != CORE_OK)
+            elog_ev(ELOG_ERROR, "token budgets unavailable", ELOG_S("path", c->budgets.path),
+                    ELOG_S("error", msg), ELOG_I("slot", w->p->slot));
+    }
+    if (c->cache.enabled) {
+        msg[0] = '\0';
+        if (admin_open_cache(c, &w->cache, msg, sizeof(msg)) != CORE_OK)
+            elog_ev(ELOG_ERROR, "response cache unavailable", ELOG_S("path", c->cache.path),
+                    ELOG_S("error", msg), ELOG_I("slot", w->p->slot));
+    }
+}
+
 int worker_main(const worker_params *p)
 {
     elog_after_fork();
@@ -755,6 +1234,7 @@ int worker_main(const worker_params *p)
     worker_state w = {.p = p, .cfg = p->cfg};
     sbuf_init(&w.body);
     sbuf_init(&w.chunk);
+    sbuf_init(&w.cachebody);
     int status = 0;
     w.arena = arena_new(0);
     if (!w.arena || FCGX_Init() != 0) {
@@ -763,6 +1243,7 @@ int worker_main(const worker_params *p)
         goto out;
     }
     worker_load(&w);
+    worker_open_shared(&w);
     w.probe = health_probe_new(p->listen_fd);
     metrics_set_model_loaded(p->metrics, p->slot, w.models[0] != NULL);
 
@@ -822,6 +1303,10 @@ int worker_main(const worker_params *p)
     if (ep >= 0)
         close(ep);
 out:
+    npu_close(w.npu);
+    budget_close(w.budget);
+    cache_close(w.cache);
+    sbuf_free(&w.cachebody);
     for (size_t i = 0; i < p->cfg->n_models; i++)
         core_free(w.models[i]);
     health_probe_free(w.probe);

@@ -26,8 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "npu.c"
-#include "sbuf.c"
+#include "core_err.h"
+#include "npu.h"
+#include "sbuf.h"
 
 #define BENCH_MAX_SAMPLES 400000
 

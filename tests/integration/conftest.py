@@ -312,3 +312,43 @@ def deadline_stack(request):
         request, "deadline",
         ["--workers", "1", "--deadline-ms", "5", "--max-tokens-cap", "4096",
          "--n-ctx", "4096"])
+
+
+# ---- issue 4: stacks with [npu], [budgets] or [cache] settings ------------
+# scripts/up renders the pool config without these sections; a stack that
+# needs them appends them to DIR/edgegate.conf and reloads the pool (SIGHUP),
+# which replaces every worker (the arbiter, budgets and cache are opened by
+# each worker after fork, so the new workers use the new settings).
+
+def reconfigure(st, extra_conf, timeout=60):
+    """Appends extra_conf to the stack's pool config and reloads it; returns
+    once every worker was replaced and /health says "ok" again."""
+    import signal
+    path = os.path.join(st.dir, "edgegate.conf")
+    with open(path, "a") as f:
+        f.write("\n# appended by the integration tests\n" + extra_conf + "\n")
+    r = subprocess.run([os.path.join(BUILD, "edgegate-fcgi"), "-c", path, "--test-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"config rejected: {r.stdout}{r.stderr}"
+    old = set(st.worker_pids())
+    os.kill(st.pool_pid(), signal.SIGHUP)
+    end = time.monotonic() + timeout
+    while True:
+        pids = set(st.worker_pids())
+        if pids and not (pids & old):
+            break
+        assert time.monotonic() < end, "workers were not replaced after SIGHUP"
+        time.sleep(0.1)
+    st.wait_health(timeout=30, want=lambda h: h["status"] == "ok")
+
+
+def run_stack_conf(request, name, up_args=(), clients=("default",), extra_conf=""):
+    """Like the stack fixtures, with extra pool config applied by a reload."""
+    gen = _run_stack(request, name, up_args, clients)
+    st = next(gen)
+    try:
+        if extra_conf:
+            reconfigure(st, extra_conf)
+        yield st
+    finally:
+        gen.close()   # runs _run_stack's finally: scripts/down

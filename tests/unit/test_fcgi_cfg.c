@@ -99,7 +99,14 @@ static const char good[] =
     "           { id = \"second\"; path = \"m.gguf\"; } );\n"
     "limits = { max_body_bytes = 65536; default_max_tokens = 8; max_tokens_cap = 100;\n"
     "           deadline_ms = 1500; max_messages = 10; };\n"
-    "clients = ( { id = \"alice\"; max_tokens_cap = 64; }, { id = \"bob\"; } );\n";
+    "clients = ( { id = \"alice\"; max_tokens_cap = 64; tokens_per_day = 1000;\n"
+    "              tokens_per_month = 5000000000L; }, { id = \"bob\"; } );\n"
+    "npu = { lock_file = \"run/npu.lock\"; classes = 3; chat_class = 2; short_class = 1;\n"
+    "        max_waiters = 4; max_wait_ms = 500; slice_tokens = 2; slice_ms = 20; reap_ms = 5; };\n"
+    "cache = { enabled = false; path = \"/tmp/c.mdb\"; map_size_mb = 8; max_kb = 512;\n"
+    "          ttl_s = 60; shared = true; reader_check_s = 3; };\n"
+    "budgets = { enabled = true; path = \"b.mdb\"; map_size_mb = 4; sync = true;\n"
+    "            tokens_per_day = 7; tokens_per_month = 0; charge_cache_hits = true; };\n";
 
 static void test_good(void **state)
 {
@@ -140,6 +147,35 @@ static void test_good(void **state)
     assert_int_equal(cfg_client_cap(c, NULL), 100);
     assert_non_null(cfg_find_model(c, "second"));
     assert_null(cfg_find_model(c, "third"));
+    assert_int_equal(c->clients[0].tokens_per_day, 1000);
+    assert_true(c->clients[0].tokens_per_month == 5000000000LL);
+    assert_int_equal(c->clients[1].tokens_per_day, -1); /* the default tier */
+    assert_int_equal(c->clients[1].tokens_per_month, -1);
+    snprintf(want, sizeof(want), "%s/run/npu.lock", tdir);
+    assert_string_equal(c->npu.lock_file, want);
+    assert_int_equal(c->npu.classes, 3);
+    assert_int_equal(c->npu.chat_class, 2);
+    assert_int_equal(c->npu.short_class, 1);
+    assert_int_equal(c->npu.max_waiters, 4);
+    assert_int_equal(c->npu.max_wait_ms, 500);
+    assert_int_equal(c->npu.slice_tokens, 2);
+    assert_int_equal(c->npu.slice_ms, 20);
+    assert_int_equal(c->npu.reap_ms, 5);
+    assert_false(c->cache.enabled);
+    assert_string_equal(c->cache.path, "/tmp/c.mdb");
+    assert_int_equal(c->cache.map_size_mb, 8);
+    assert_int_equal(c->cache.max_kb, 512);
+    assert_int_equal(c->cache.ttl_s, 60);
+    assert_true(c->cache.shared);
+    assert_int_equal(c->cache.reader_check_s, 3);
+    assert_true(c->budgets.enabled);
+    snprintf(want, sizeof(want), "%s/b.mdb", tdir);
+    assert_string_equal(c->budgets.path, want);
+    assert_int_equal(c->budgets.map_size_mb, 4);
+    assert_true(c->budgets.sync);
+    assert_int_equal(c->budgets.tokens_per_day, 7);
+    assert_int_equal(c->budgets.tokens_per_month, 0);
+    assert_true(c->budgets.charge_cache_hits);
     cfg_free(c);
     cfg_free(NULL);
 }
@@ -164,6 +200,26 @@ static void test_defaults(void **state)
     assert_int_equal(c->limits.max_messages, 256);
     assert_int_equal(c->shutdown_timeout_ms, 10000);
     assert_int_equal(c->log_level, ELOG_INFO);
+    /* npu, cache and budgets are on by default, their files beside the socket. */
+    assert_string_equal(c->npu.lock_file, "/tmp/npu.lock");
+    assert_int_equal(c->npu.classes, 2);
+    assert_int_equal(c->npu.chat_class, 1);
+    assert_int_equal(c->npu.short_class, 0);
+    assert_int_equal(c->npu.max_waiters, 16);
+    assert_int_equal(c->npu.max_wait_ms, 2000);
+    assert_int_equal(c->npu.slice_tokens, 8);
+    assert_int_equal(c->npu.slice_ms, 50);
+    assert_true(c->cache.enabled);
+    assert_string_equal(c->cache.path, "/tmp/cache.mdb");
+    assert_int_equal(c->cache.map_size_mb, 256);
+    assert_int_equal(c->cache.max_kb, 0);
+    assert_int_equal(c->cache.ttl_s, 3600);
+    assert_false(c->cache.shared);
+    assert_true(c->budgets.enabled);
+    assert_string_equal(c->budgets.path, "/tmp/budgets.mdb");
+    assert_false(c->budgets.sync);
+    assert_int_equal(c->budgets.tokens_per_day, 0);
+    assert_false(c->budgets.charge_cache_hits);
     cfg_free(c);
 }
 
@@ -181,7 +237,13 @@ static void test_unknown_keys(void **state)
 {
     (void)state;
     expect_bad(HEAD MODELS "\nworkerz = 2;\n", 4, "unknown setting 'workerz'");
-    expect_bad(HEAD MODELS "cache = { size = 1; };\n", 3, "unknown setting 'cache'");
+    expect_bad(HEAD MODELS "cache = { size = 1; };\n", 3, "unknown setting 'size' in cache");
+    expect_bad(HEAD MODELS "npu = {\n lock = \"x\"; };\n", 4, "unknown setting 'lock' in npu");
+    expect_bad(HEAD MODELS "budgets = { per_day = 1; };\n", 3,
+               "unknown setting 'per_day' in budgets");
+    expect_bad(HEAD MODELS "clients = ( { id = \"a\"; tokens = 5; } );\n", 3,
+               "unknown setting 'tokens' in a client");
+    expect_bad(HEAD MODELS "quota = 5;\n", 3, "unknown setting 'quota'");
     expect_bad(HEAD "models = ( { id = \"m\";\n  path = \"%M\";\n  thread = 2; } );\n", 4,
                "unknown setting 'thread' in a model");
     expect_bad(HEAD MODELS "limits = {\n  deadline = 5; };\n", 4,
@@ -202,6 +264,10 @@ static void test_types(void **state)
                "'deadline_ms' must be an integer, not a float");
     expect_bad(HEAD "socket_mode = 0660;\n" MODELS, 2, "'socket_mode' must be a string");
     expect_bad(HEAD "log_level = true;\n" MODELS, 2, "'log_level' must be a string, not a boolean");
+    expect_bad(HEAD MODELS "cache = { enabled = 1; };\n", 3, "'enabled' must be a boolean");
+    expect_bad(HEAD MODELS "npu = 3;\n", 3, "'npu' must be a group");
+    expect_bad(HEAD MODELS "budgets = {\n tokens_per_day = \"lots\"; };\n", 4,
+               "'tokens_per_day' must be an integer, not a string");
 }
 
 static void test_ranges(void **state)
@@ -219,6 +285,19 @@ static void test_ranges(void **state)
     expect_bad(HEAD "socket_mode = \"0999\";\n" MODELS, 2, "must be octal digits");
     expect_bad(HEAD "socket_mode = \"0440\";\n" MODELS, 2, "owner read and write");
     expect_bad(HEAD "log_level = \"loud\";\n" MODELS, 2, "log_level 'loud'");
+    expect_bad(HEAD MODELS "npu = { classes = 5; };\n", 3, "'classes' = 5 is out of range [1, 4]");
+    expect_bad(HEAD MODELS "npu = { classes = 2; chat_class = 2; };\n", 3,
+               "'chat_class' = 2 is out of range [0, 1]");
+    expect_bad(HEAD MODELS "npu = { max_waiters = 128; };\n", 3, "'max_waiters' = 128");
+    expect_bad(HEAD MODELS "npu = { max_wait_ms = 0; };\n", 3, "'max_wait_ms' = 0");
+    expect_bad(HEAD MODELS "npu = { lock_file = \"\"; };\n", 3, "'lock_file' is empty");
+    expect_bad(HEAD MODELS "cache = { map_size_mb = 1;\n max_kb = 2048; };\n", 4,
+               "max_kb (2048) exceeds map_size_mb (1 MiB)");
+    expect_bad(HEAD MODELS "cache = { ttl_s = -1; };\n", 3, "'ttl_s' = -1");
+    expect_bad(HEAD MODELS "budgets = { tokens_per_month = -2; };\n", 3,
+               "'tokens_per_month' = -2");
+    expect_bad(HEAD MODELS "clients = ( { id = \"a\"; tokens_per_day = -2; } );\n", 3,
+               "'tokens_per_day' = -2");
 }
 
 static void test_semantics(void **state)

@@ -67,7 +67,7 @@ static void test_completion(void **state)
     (void)state;
     sbuf b;
     sbuf_init(&b);
-    resp_usage u = {12, 5};
+    resp_usage u = {12, 5, 4};
     const char text[] = "Hi \"there\"\n\xe2\x82\xac";
     assert_int_equal(resp_completion(&b, &meta, text, sizeof(text) - 1, "stop", &u, false), 0);
     json_value *v = parse_ok(b.data, b.len);
@@ -88,6 +88,7 @@ static void test_completion(void **state)
     expect_int(us, "prompt_tokens", 12);
     expect_int(us, "completion_tokens", 5);
     expect_int(us, "total_tokens", 17);
+    expect_int(get(us, "prompt_tokens_details", JSON_OBJECT), "cached_tokens", 4);
     assert_null(json_get(v, "edgegate"));
     sbuf_clear(&b);
 
@@ -105,7 +106,7 @@ static void test_invalid_utf8_text(void **state)
     (void)state;
     sbuf b;
     sbuf_init(&b);
-    resp_usage u = {1, 1};
+    resp_usage u = {1, 1, 0};
     assert_int_equal(resp_completion(&b, &meta, "a\xff" "b\xe2\x82", 5, "stop", &u, false), 0);
     json_value *v = parse_ok(b.data, b.len);
     const json_value *msg = get(get(v, "choices", JSON_ARRAY)->u.kids.first, "message", JSON_OBJECT);
@@ -137,7 +138,7 @@ static void test_sse_stream(void **state)
     (void)state;
     sbuf b;
     sbuf_init(&b);
-    resp_usage u = {3, 2};
+    resp_usage u = {3, 2, 0};
     assert_int_equal(resp_sse_role(&b, &meta, true), 0);
     assert_int_equal(resp_sse_text(&b, &meta, "Hel", 3, true), 0);
     assert_int_equal(resp_sse_text(&b, &meta, "lo\n", 3, true), 0);
@@ -164,6 +165,7 @@ static void test_sse_stream(void **state)
             assert_int_equal(ch->u.kids.n, 0);
             const json_value *us = get(v, "usage", JSON_OBJECT);
             expect_int(us, "total_tokens", 5);
+            expect_int(get(us, "prompt_tokens_details", JSON_OBJECT), "cached_tokens", 0);
             continue;
         }
         get(v, "usage", JSON_NULL);
