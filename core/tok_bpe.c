@@ -19,64 +19,7 @@ typedef struct {
     int32_t id;      /* token of the symbol's text, -1 if none */
 } tok_bsym;
 
-typedef struct {
-    int32_t rank, left, right, res;
-    uint32_t size;
-} tok_bpe_bigram;
-
-static inline bool bpe_before(const tok_bpe_bigram *a, const tok_bpe_bigram *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-typedef struct {
-    tok_bpe_bigram *v;
-    size_t n, cap;
-} tok_bpe_heap;
-
-static int bpe_push(tok_bpe_heap *h, tok_bpe_bigram x)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        tok_bpe_bigram *nv = realloc(h->v, cap * sizeof *nv);
-        if (!nv)
-            return CORE_ENOMEM;
-        h->v = nv;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bpe_before(&x, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = x;
-    return 0;
-}
-
-static tok_bpe_bigram bpe_pop(tok_bpe_heap *h)
-{
-    tok_bpe_bigram top = h->v[0], x = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bpe_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bpe_before(&h->v[c], &x))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = x;
-    return top;
-}
-
-static int bpe_try(const tok_vocab *v, const tok_bsym *sym, int32_t l, int32_t r, tok_bpe_heap *h)
+static int bpe_try(const tok_vocab *v, const tok_bsym *sym, int32_t l, int32_t r, tok_bigram_heap *h)
 {
     if (l < 0 || r < 0 || sym[l].id < 0 || sym[r].id < 0)
         return 0;
@@ -84,11 +27,11 @@ static int bpe_try(const tok_vocab *v, const tok_bsym *sym, int32_t l, int32_t r
     int32_t rank = tok_merge_rank(v, sym[l].id, sym[r].id, &res);
     if (rank < 0)
         return 0;
-    return bpe_push(h, (tok_bpe_bigram){rank, l, r, res, sym[l].n + sym[r].n});
+    return tok_heap_push(h, (tok_bigram){(float)rank, l, r, res, sym[l].n + sym[r].n});
 }
 
 /* Merges one mapped word w[0..n) and appends its ids. */
-static int bpe_word(const tok_vocab *v, const char *w, size_t n, tok_bsym *sym, tok_bpe_heap *h,
+static int bpe_word(const tok_vocab *v, const char *w, size_t n, tok_bsym *sym, tok_bigram_heap *h,
                     tok_ivec *out)
 {
     int rc;
@@ -110,7 +53,7 @@ static int bpe_word(const tok_vocab *v, const char *w, size_t n, tok_bsym *sym, 
         if ((rc = bpe_try(v, sym, i - 1, i, h)))
             return rc;
     while (h->n) {
-        tok_bpe_bigram b = bpe_pop(h);
+        tok_bigram b = tok_heap_pop(h);
         tok_bsym *l = &sym[b.left], *r = &sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue;
@@ -144,7 +87,7 @@ int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *o
     uint32_t *cps = NULL;
     char *word = NULL;
     tok_bsym *sym = NULL;
-    tok_bpe_heap h = {0};
+    tok_bigram_heap h = {0};
     tok_svec pieces = {0};
     size_t n = 0;
 

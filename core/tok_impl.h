@@ -106,6 +106,24 @@ typedef struct tok_trie_node {
 
 int32_t tok_lookup(const tok_vocab *v, const char *s, size_t n);
 
+/* A candidate merge of the adjacent symbols left and right, queued by key
+ * (lowest first; ties: leftmost). BPE keys by merge rank, SPM by minus the
+ * merged token's score; size lets a stale entry be recognised, res is the
+ * merged token where the caller knows it. */
+typedef struct {
+    float key;
+    int32_t left, right, res;
+    uint32_t size;
+} tok_bigram;
+
+typedef struct {
+    tok_bigram *v;
+    size_t n, cap;
+} tok_bigram_heap;
+
+int tok_heap_push(tok_bigram_heap *h, tok_bigram x);
+tok_bigram tok_heap_pop(tok_bigram_heap *h); /* h->n > 0 */
+
 /* Algorithms: append the ids of one text fragment to out. */
 int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *out);
 int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *out);

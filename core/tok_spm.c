@@ -16,67 +16,8 @@ typedef struct {
     uint32_t off, n; /* bytes of text */
 } tok_sym;
 
-typedef struct {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-} tok_spm_bigram;
-
-/* a before b in the heap: higher score, then smaller left */
-static inline bool spm_before(const tok_spm_bigram *a, const tok_spm_bigram *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-typedef struct {
-    tok_spm_bigram *v;
-    size_t n, cap;
-} tok_spm_heap;
-
-static int spm_push(tok_spm_heap *h, tok_spm_bigram x)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        tok_spm_bigram *nv = realloc(h->v, cap * sizeof *nv);
-        if (!nv)
-            return CORE_ENOMEM;
-        h->v = nv;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!spm_before(&x, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = x;
-    return 0;
-}
-
-static tok_spm_bigram spm_pop(tok_spm_heap *h)
-{
-    tok_spm_bigram top = h->v[0], x = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && spm_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!spm_before(&h->v[c], &x))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = x;
-    return top;
-}
-
 static int spm_try(const tok_vocab *v, const char *text, const tok_sym *sym, int32_t l, int32_t r,
-                   tok_spm_heap *h)
+                   tok_bigram_heap *h)
 {
     if (l < 0 || r < 0)
         return 0;
@@ -86,13 +27,13 @@ static int spm_try(const tok_vocab *v, const char *text, const tok_sym *sym, int
     int32_t id = tok_lookup(v, text + sym[l].off, size);
     if (id < 0)
         return 0;
-    return spm_push(h, (tok_spm_bigram){v->tok[id].score, l, r, size});
+    return tok_heap_push(h, (tok_bigram){-v->tok[id].score, l, r, id, size});
 }
 
 int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *out)
 {
     int rc = 0;
-    tok_spm_heap h = {0};
+    tok_bigram_heap h = {0};
     tok_sym *sym = NULL;
     if (len == 0)
         return 0;
@@ -111,7 +52,7 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, tok_ivec *o
         if ((rc = spm_try(v, text, sym, i - 1, i, &h)))
             goto out;
     while (h.n) {
-        tok_spm_bigram b = spm_pop(&h);
+        tok_bigram b = tok_heap_pop(&h);
         tok_sym *l = &sym[b.left], *r = &sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue;

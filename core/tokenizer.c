@@ -800,6 +800,53 @@ static int tok_fpush(tok_fvec *a, tok_frag f)
     return 0;
 }
 
+static inline bool tok_heap_before(const tok_bigram *a, const tok_bigram *b)
+{
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
+}
+
+int tok_heap_push(tok_bigram_heap *h, tok_bigram x)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        tok_bigram *nv = realloc(h->v, cap * sizeof *nv);
+        if (!nv)
+            return CORE_ENOMEM;
+        h->v = nv;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!tok_heap_before(&x, &h->v[p]))
+            break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = x;
+    return 0;
+}
+
+tok_bigram tok_heap_pop(tok_bigram_heap *h)
+{
+    tok_bigram top = h->v[0], x = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && tok_heap_before(&h->v[c + 1], &h->v[c]))
+            c++;
+        if (!tok_heap_before(&h->v[c], &x))
+            break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n)
+        h->v[i] = x;
+    return top;
+}
+
 static inline bool tok_isspace(char c)
 {
     return c == ' ' || (c >= '\t' && c <= '\r');
