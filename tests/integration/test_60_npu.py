@@ -79,10 +79,20 @@ def start_streams(st, n, tag):
 
 
 def stop_streams(ss):
+    """Disconnects the streams, then waits until their workers noticed and
+    left the NPU queue, so that the next test starts with an idle NPU."""
     for s in ss:
         s.stop.set()
     for s in ss:
         s.join(timeout=30)
+    st = ss[0].st if ss else None
+    end = time.monotonic() + 30
+    while st is not None:
+        npu = health(st)["npu"]
+        if not npu["busy"] and npu["queue_depth"] == 0:
+            return
+        assert time.monotonic() < end, npu
+        time.sleep(0.05)
 
 
 def health(st):
