@@ -18,7 +18,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -pthread -fno-strict-aliasing $(SAN)
 CPPFLAGS += -Icore -Ifcgi -MMD -MP
 LDFLAGS += -pthread $(SAN)
-CORE_LIBS := -lpcre2-8 -lm
+CORE_LIBS := -lpcre2-8 -ljpeg -lspng -lm
 FCGI_LIBS := -lfcgi -lyajl -llmdb -lconfig
 
 ARCH := $(shell uname -m)

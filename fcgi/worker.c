@@ -51,55 +51,13 @@
 #include "req.h"
 #include "resp.h"
 #include "sbuf.h"
+#include "worker_impl.h"
 
 static volatile sig_atomic_t worker_stop;
 static volatile sig_atomic_t worker_deadline_fired;
 static core_model *volatile worker_busy_model; /* the model the deadline aborts */
 
-typedef struct {
-    const worker_params *p;
-    const cfg *cfg;
-    core_model *models[CFG_MAX_MODELS];
-    int n_ctx[CFG_MAX_MODELS];
-    const char *ids[CFG_MAX_MODELS];
-    arena *arena;
-    sbuf body;  /* response body */
-    sbuf chunk; /* one SSE event */
-    health_probe *probe; /* NULL: the kernel cannot count the backlog */
-    npu *npu;            /* NULL: no arbiter (it failed to open) */
-    budget *budget;      /* NULL: budgets disabled or failed to open */
-    cache *cache;        /* NULL: cache disabled or failed to open */
-    long long model_size[CFG_MAX_MODELS], model_mtime[CFG_MAX_MODELS]; /* cache keys */
-    sbuf cachebody;      /* a cache hit's body */
-    double temp_c;
-    bool has_temp;
-    long long temp_read_ms;
-} worker_state;
-
-/* What one request did, for its log line and the metrics. */
-typedef struct {
-    FCGX_Request *r;
-    char req_id[72];
-    const char *method, *path, *client, *remote;
-    metrics_endpoint ep;
-    int status;
-    const char *model;
-    const char *finish;
-    long long prompt_tokens, completion_tokens;
-    long long gen_us;
-    bool stream, deadline_hit, disconnected;
-    bool headers_sent;
-    char error[320]; /* short reason for the log ("" = none) */
-    const char *xcache;  /* X-Cache value; NULL: none */
-    char cache_key[65];  /* X-Cache-Key (for a purge by key); "": none */
-    bool has_quota;      /* quota: what the x-ratelimit-*-tokens headers say */
-    budget_quota quota;
-    char hdr[512];       /* extra header lines of every response to this request */
-    bool has_npu_wait;
-    long long npu_wait_us;
-} worker_req;
-
-static long long worker_now_us(void)
+long long worker_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -151,7 +109,7 @@ static const char *worker_reason(int status)
 }
 
 /* FCGX_FPrintF has no %zu and truncates silently: format here, PutStr there. */
-static int worker_put(worker_req *q, const char *s, size_t n)
+int worker_put(worker_req *q, const char *s, size_t n)
 {
     if (q->disconnected)
         return -1;
@@ -162,7 +120,7 @@ static int worker_put(worker_req *q, const char *s, size_t n)
     return 0;
 }
 
-static int worker_flush(worker_req *q)
+int worker_flush(worker_req *q)
 {
     if (q->disconnected || FCGX_FFlush(q->r->out) != 0) {
         q->disconnected = true;
@@ -172,8 +130,8 @@ static int worker_flush(worker_req *q)
 }
 
 /* extra: more header lines, each ending in \r\n (or NULL). */
-static int worker_headers(worker_req *q, int status, const char *type, long long length,
-                          const char *extra)
+int worker_headers(worker_req *q, int status, const char *type, long long length,
+                   const char *extra)
 {
     char h[2048];
     int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n%s",
@@ -212,23 +170,23 @@ static void worker_set_hdr(worker_req *q)
     }
 }
 
-static void worker_set_quota(worker_req *q, const budget_quota *bq)
+void worker_set_quota(worker_req *q, const budget_quota *bq)
 {
     q->quota = *bq;
     q->has_quota = true;
     worker_set_hdr(q);
 }
 
-static void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
-                        const char *extra)
+void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
+                 const char *extra)
 {
     size_t len = body->data ? body->len : 0;
     if (worker_headers(q, status, type, (long long)len, extra) == 0)
         worker_put(q, body->data ? body->data : "", len);
 }
 
-static void worker_send_error(worker_state *w, worker_req *q, const api_error *e,
-                              const char *extra)
+void worker_send_error(worker_state *w, worker_req *q, const api_error *e,
+                       const char *extra)
 {
     sbuf_clear(&w->body);
     resp_error(&w->body, e);
@@ -237,11 +195,8 @@ static void worker_send_error(worker_state *w, worker_req *q, const api_error *e
     worker_send(q, e->status, "application/json", &w->body, extra);
 }
 
-static void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
-                        const char *fmt, ...)
+void worker_fail(worker_state *w, worker_req *q, int status, const char *code,
+                 const char *fmt, ...)
 {
     api_error e;
     api_fail(&e, status, NULL, code, "%s", "");
@@ -254,7 +209,7 @@ static void worker_fail(worker_state *w, worker_req *q, int status, const char *
 
 /* ---- request plumbing -------------------------------------------------- */
 
-static const char *worker_param(worker_req *q, const char *name)
+const char *worker_param(worker_req *q, const char *name)
 {
     return FCGX_GetParam(name, q->r->envp);
 }
@@ -290,7 +245,7 @@ static void worker_request_id(worker_req *q)
 }
 
 /* Reads the body into the arena. Returns 0, or sends the error itself. */
-static int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *len)
+int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *len)
 {
     long max = w->cfg->limits.max_body_bytes;
     const char *cl = worker_param(q, "CONTENT_LENGTH");
@@ -400,15 +355,15 @@ static int worker_context_error(worker_state *w, worker_req *q, int n_ctx, size_
     return -1;
 }
 
-static void worker_npu_release(worker_state *w)
+void worker_npu_release(worker_state *w)
 {
     if (w->npu && npu_held(w->npu) && npu_release(w->npu) != CORE_OK)
         elog_msg(ELOG_ERROR, "worker %d: npu_release failed", w->p->slot);
 }
 
 /* Settles a reservation (if any) to actual tokens; the headers follow. */
-static void worker_settle(worker_state *w, worker_req *q, budget_res *res, bool reserved,
-                          long long actual)
+void worker_settle(worker_state *w, worker_req *q, budget_res *res, bool reserved,
+                   long long actual)
 {
     if (!reserved)
         return;
@@ -422,8 +377,8 @@ static void worker_settle(worker_state *w, worker_req *q, budget_res *res, bool 
         worker_set_quota(q, &bq);
 }
 
-static void worker_quota_error(worker_state *w, worker_req *q, const budget_quota *bq,
-                               long long need)
+void worker_quota_error(worker_state *w, worker_req *q, const budget_quota *bq,
+                        long long need)
 {
     char reset[48], extra[64];
     budget_format_reset(bq->reset_s, reset, sizeof(reset));
@@ -437,7 +392,7 @@ static void worker_quota_error(worker_state *w, worker_req *q, const budget_quot
     worker_send_error(w, q, &e, extra);
 }
 
-static void worker_npu_busy(worker_state *w, worker_req *q, const npu_grant *g)
+void worker_npu_busy(worker_state *w, worker_req *q, const npu_grant *g)
 {
     bool full = g->outcome == NPU_QUEUE_FULL;
     char extra[64];
@@ -893,7 +848,7 @@ static void worker_metrics(worker_state *w, worker_req *q)
     worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
 }
 
-static bool worker_method(worker_state *w, worker_req *q, const char *allowed)
+bool worker_method(worker_state *w, worker_req *q, const char *allowed)
 {
     const char *m = q->method;
     if (strcmp(m, allowed) == 0 || (strcmp(allowed, "GET") == 0 && strcmp(m, "HEAD") == 0))
@@ -909,7 +864,7 @@ static bool worker_method(worker_state *w, worker_req *q, const char *allowed)
 
 /* ---- admin endpoints (EDGEGATE_ADMIN=1) ---------------------------------- */
 
-static void worker_send_json(worker_state *w, worker_req *q, int status)
+void worker_send_json(worker_state *w, worker_req *q, int status)
 {
     worker_send(q, status, "application/json", &w->body, "Cache-Control: no-store\r\n");
 }
