@@ -39,7 +39,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test unit fuzz fuzz-build fuzz-long integration asan bench run stop deps clean
+.PHONY: all test unit fuzz fuzz-build fuzz-long integration browser asan bench run stop deps clean
 all: $(BUILD)/libedgecore.a $(TOOLS) $(FCGI_BIN)
 
 $(BUILD)/%.o: %.c
@@ -70,7 +70,14 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libedgefcgi.a $(BUILD)/libed
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(FCGI_LIBS) $(CORE_LIBS) -o $@
 
-unit: $(UNIT_BIN) $(TOOLS)
+# The detector's reference (test_detect): darknet itself, when installed.
+DARKNET_REF := $(if $(wildcard /usr/lib/darknet/include/darknet.h),$(BUILD)/ref/darknet_ref)
+$(BUILD)/ref/darknet_ref: tests/ref/darknet_ref.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -I/usr/lib/darknet/include $< -o $@ \
+	    -L/usr/lib/darknet -Wl,-rpath,/usr/lib/darknet -ldarknet -lm
+
+unit: $(UNIT_BIN) $(TOOLS) $(DARKNET_REF)
 	@fail=0; for t in $(UNIT_BIN); do \
 	  echo "== $$t"; EDGEGATE_BUILD=$(BUILD) $$t || fail=1; done; exit $$fail
 
@@ -112,13 +119,19 @@ integration: all
 	@if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then \
 	  EDGEGATE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration; fi
 
-test: all unit fuzz integration
+# The web console in Debian's chromium (playwright-core from npm, pinned in
+# tests/browser/package-lock.json and installed by `npm ci` when missing);
+# says SKIP when chromium or node is absent. Screenshots: $(BUILD)/screenshots/.
+browser: all
+	@EDGEGATE_BUILD=$(BUILD) tests/browser/run
+
+test: all unit fuzz integration browser
 
 # Same tests under ASan+UBSan, in a separate build tree.
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" unit integration
 
-bench: all $(BENCH_BIN)
+bench: all $(BENCH_BIN) $(DARKNET_REF)
 	scripts/bench
 
 deps:

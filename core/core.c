@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bert.h"
 #include "chat.h"
 #include "gguf.h"
 #include "llm.h"
@@ -30,6 +31,8 @@ typedef struct {
                     core_gen_result *res, char *msg, size_t msg_size);
     int (*eval_all)(core_model *m, const int32_t *toks, size_t n, float *logits, char *msg,
                     size_t msg_size);
+    int (*embed)(core_model *m, const char *const *texts, const size_t *lens, size_t n, float *out,
+                 size_t *n_tokens, char *msg, size_t msg_size);
 } core_backend;
 
 struct core_model {
@@ -41,6 +44,7 @@ struct core_model {
     /* CPU backend */
     gguf *g;
     llm *llm;
+    bert *bert; /* instead of llm for an embedding model */
     tok_vocab *vocab;
     float *logits; /* [V]: the last position's logits after a prefill */
     bool have_logits;
@@ -59,11 +63,47 @@ core_sampling core_default_sampling(void)
 
 /* ---- the CPU backend ---- */
 
+/* An embedding model: the encoder and its WordPiece vocabulary. */
+static int core_cpu_load_embed(core_model *m, const core_params *p, char *msg, size_t msg_size)
+{
+    bert_params bp = bert_default_params();
+    bp.n_threads = p->n_threads;
+    bp.n_ctx = p->n_ctx;
+    bp.isa = p->isa;
+    int rc;
+    if ((rc = bert_load(m->g, &bp, &m->bert, msg, msg_size)) ||
+        (rc = tok_load(m->g, &m->vocab, msg, msg_size)))
+        return rc;
+    bert_info bi;
+    bert_get_info(m->bert, &bi);
+    if (tok_n_vocab(m->vocab) > bi.n_vocab)
+        return core_errf(CORE_EFORMAT, msg, msg_size, "the tokenizer has %d tokens, the model %d",
+                         tok_n_vocab(m->vocab), bi.n_vocab);
+    const char *name = NULL, *base = strrchr(p->path, '/');
+    size_t nlen = 0;
+    m->name = gguf_get_str(m->g, "general.name", &name, &nlen) == 0 && nlen ? strndup(name, nlen)
+                                                                          : strdup(base ? base + 1 : p->path);
+    if (!m->name)
+        return core_errf(CORE_ENOMEM, msg, msg_size, "out of memory");
+    m->chat_family = chat_family_from_name("chatml"); /* never used to generate */
+    m->info = (core_info){
+        .backend = "cpu", .isa = bi.isa, .arch = "bert", .name = m->name, .ftype = bi.ftype,
+        .chat_template = chat_family_name(m->chat_family), .n_vocab = bi.n_vocab, .n_ctx = bi.n_ctx,
+        .n_ctx_train = bi.n_ctx_train, .n_embd = bi.n_embd, .n_layer = bi.n_layer,
+        .n_head = bi.n_head, .n_head_kv = bi.n_head, .n_threads = bi.n_threads,
+        .n_params = bi.n_params, .weight_bytes = bi.weight_bytes, .embedding = true,
+        .pooling = bi.pooling,
+    };
+    return 0;
+}
+
 static int core_cpu_load(core_model *m, const core_params *p, char *msg, size_t msg_size)
 {
     int rc = gguf_open(p->path, &m->g, msg, msg_size);
     if (rc)
         return rc;
+    if (bert_is_bert(m->g))
+        return core_cpu_load_embed(m, p, msg, msg_size);
     llm_params lp = llm_default_params();
     lp.n_threads = p->n_threads;
     lp.n_ctx = p->n_ctx;
@@ -114,6 +154,7 @@ static void core_cpu_free(core_model *m)
 {
     tok_free(m->vocab);
     llm_free(m->llm);
+    bert_free(m->bert);
     gguf_close(m->g);
     free(m->logits);
 }
@@ -153,7 +194,8 @@ static int core_cpu_chat_tokenize(core_model *m, const core_chat_msg *msgs, size
 
 static void core_cpu_reset(core_model *m)
 {
-    llm_reset(m->llm);
+    if (m->llm)
+        llm_reset(m->llm);
     m->have_logits = false;
 }
 
@@ -264,6 +306,48 @@ static int core_cpu_eval_all(core_model *m, const int32_t *toks, size_t n, float
     return llm_decode(m->llm, toks, (int)n, logits, true, &m->abort, msg, msg_size);
 }
 
+/* Texts are tokenized one by one and packed into passes of up to n_ctx
+ * tokens (bert_embed packs the same way, so a pass is one forward). */
+static int core_cpu_embed(core_model *m, const char *const *texts, const size_t *lens, size_t n,
+                          float *out, size_t *n_tokens, char *msg, size_t msg_size)
+{
+    size_t C = (size_t)m->info.n_ctx, E = (size_t)m->info.n_embd, used = 0, first = 0, cnt = 0;
+    int32_t *toks = malloc(2 * C * sizeof *toks); /* [C] packed, then [C] for the next text */
+    size_t *off = malloc((C + 1) * sizeof *off);  /* a pass holds at most C texts */
+    int rc = toks && off ? 0 : core_errf(CORE_ENOMEM, msg, msg_size, "out of memory");
+    for (size_t i = 0; !rc && i <= n; i++) {
+        if (i < n) {
+            rc = tok_encode(m->vocab, texts[i] ? texts[i] : "", texts[i] ? lens[i] : 0, true, false,
+                            toks + C, C, &cnt);
+            if (rc == CORE_EINVAL && cnt > C)
+                rc = core_errf(CORE_ECONTEXT, msg, msg_size,
+                               "input %zu has %zu tokens; the context holds %zu", i, cnt, C);
+            else if (rc)
+                rc = core_errf(rc, msg, msg_size, "input %zu: tokenizing failed", i);
+            if (rc)
+                break;
+            if (n_tokens)
+                n_tokens[i] = cnt;
+        }
+        if (i == n || used + cnt > C) { /* run the pass so far */
+            off[i - first] = used;
+            if (i > first && (rc = bert_embed(m->bert, toks, off, i - first, out + first * E, &m->abort,
+                                              msg, msg_size)))
+                break;
+            first = i;
+            used = 0;
+        }
+        if (i < n) {
+            off[i - first] = used;
+            memcpy(toks + used, toks + C, cnt * sizeof *toks);
+            used += cnt;
+        }
+    }
+    free(toks);
+    free(off);
+    return rc;
+}
+
 static const core_backend core_cpu = {
     .name = "cpu",
     .load = core_cpu_load,
@@ -275,6 +359,7 @@ static const core_backend core_cpu = {
     .prefill = core_cpu_prefill,
     .generate = core_cpu_generate,
     .eval_all = core_cpu_eval_all,
+    .embed = core_cpu_embed,
 };
 
 /* ---- dispatch ---- */
@@ -333,11 +418,20 @@ int core_chat_tokenize(core_model *m, const core_chat_msg *msgs, size_t n_msgs, 
 
 void core_reset(core_model *m) { m->be->reset(m); }
 
+/* Generation on an embedding model. */
+static int core_no_gen(const core_model *m, char *msg, size_t msg_size)
+{
+    return core_errf(CORE_EUNSUPPORTED, msg, msg_size, "'%s' is an embedding model: it does not generate text",
+                     m->name);
+}
+
 const float *core_last_logits(const core_model *m) { return m->have_logits ? m->logits : NULL; }
 
 int core_prefill(core_model *m, const int32_t *toks, size_t n, char *msg, size_t msg_size)
 {
     atomic_store(&m->abort, 0);
+    if (m->info.embedding)
+        return core_no_gen(m, msg, msg_size);
     return m->be->prefill(m, toks, n, msg, msg_size);
 }
 
@@ -345,6 +439,10 @@ int core_generate(core_model *m, const core_gen_params *p, core_token_cb cb, voi
                   core_gen_result *res, char *msg, size_t msg_size)
 {
     atomic_store(&m->abort, 0);
+    if (m->info.embedding) {
+        memset(res, 0, sizeof *res);
+        return core_no_gen(m, msg, msg_size);
+    }
     return m->be->generate(m, p, cb, user, res, msg, msg_size);
 }
 
@@ -353,5 +451,25 @@ void core_abort(core_model *m) { atomic_store(&m->abort, 1); }
 int core_eval_all(core_model *m, const int32_t *toks, size_t n, float *logits, char *msg, size_t msg_size)
 {
     atomic_store(&m->abort, 0);
+    if (m->info.embedding)
+        return core_no_gen(m, msg, msg_size);
     return m->be->eval_all(m, toks, n, logits, msg, msg_size);
+}
+
+int core_embed_batch(core_model *m, const char *const *texts, const size_t *lens, size_t n, float *out,
+                     size_t n_out, size_t *n_tokens, char *msg, size_t msg_size)
+{
+    atomic_store(&m->abort, 0);
+    if (!m->info.embedding)
+        return core_errf(CORE_EUNSUPPORTED, msg, msg_size, "'%s' is not an embedding model", m->name);
+    if (n_out / (size_t)m->info.n_embd < n)
+        return core_errf(CORE_EINVAL, msg, msg_size, "%zu floats of output for %zu vectors of %d", n_out,
+                         n, m->info.n_embd);
+    return m->be->embed(m, texts, lens, n, out, n_tokens, msg, msg_size);
+}
+
+int core_embed(core_model *m, const char *text, size_t len, float *out, size_t n_out, size_t *n_tokens,
+               char *msg, size_t msg_size)
+{
+    return core_embed_batch(m, &text, &len, 1, out, n_out, n_tokens, msg, msg_size);
 }

@@ -38,13 +38,15 @@ void core_free(core_model *m); /* NULL is a no-op */
 typedef struct {
     const char *backend;   /* "cpu" */
     const char *isa;       /* kernels in use */
-    const char *arch;      /* "llama", "qwen2" */
+    const char *arch;      /* "llama", "qwen2", "bert" */
     const char *name;      /* general.name, or the file's base name */
     const char *ftype;     /* dominant weight type: "q8_0", "q4_K", ... */
     const char *chat_template; /* family in use */
     int n_vocab, n_ctx, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_threads;
     int64_t n_params;
     size_t weight_bytes;   /* bytes of weights read per decoded token */
+    bool embedding;        /* an embedding model (arch "bert"): core_embed, no generation */
+    const char *pooling;   /* embedding models: "mean", "cls", "last"; else NULL */
 } core_info;
 
 void core_get_info(const core_model *m, core_info *info);
@@ -136,6 +138,23 @@ int core_generate(core_model *m, const core_gen_params *p, core_token_cb cb, voi
 /* Asks a running core_prefill/core_generate to stop at the next token
  * boundary. Async-signal-safe. Cleared by the next prefill or generate. */
 void core_abort(core_model *m);
+
+/* Embeds text with an embedding model: tokenized with the model's special
+ * tokens ([CLS] ... [SEP]; empty text is fine), encoded, pooled and
+ * L2-normalised into out[0 .. n_embd). n_out is out's size in floats (at
+ * least n_embd); *n_tokens (may be NULL) gets the token count.
+ * CORE_EUNSUPPORTED for a generative model, CORE_ECONTEXT when the text has
+ * more tokens than the context (msg says how many). On an embedding model
+ * core_prefill, core_generate and core_eval_all return CORE_EUNSUPPORTED. */
+int core_embed(core_model *m, const char *text, size_t len, float *out, size_t n_out,
+               size_t *n_tokens, char *msg, size_t msg_size);
+
+/* core_embed over n texts at once (short texts share forward passes):
+ * vector i goes to out[i * n_embd ...], n_out >= n * n_embd; n_tokens (may
+ * be NULL) gets n counts. lens[i] is the length of texts[i]. On error msg
+ * names the text at fault and out is undefined. */
+int core_embed_batch(core_model *m, const char *const *texts, const size_t *lens, size_t n,
+                     float *out, size_t n_out, size_t *n_tokens, char *msg, size_t msg_size);
 
 /* Runs toks as one batch from position 0 (after a reset) and writes every
  * position's logits, logits[i * n_vocab + v]. For reference comparisons. */

@@ -81,10 +81,20 @@ typedef struct {
 } det_box;
 
 /* rgb: [h][w][3] 8-bit. Writes up to cap boxes, best first, and the count
- * to *n_out. CORE_EINVAL for bad arguments. */
+ * to *n_out. A box whose class scores above the threshold for several
+ * classes appears once per class. CORE_EINVAL for bad arguments
+ * (confidence or iou outside [0, 1], a class id out of range),
+ * CORE_EABORTED after det_abort(), CORE_ENOMEM. */
 int det_run(det_model *m, const uint8_t *rgb, int w, int h, const det_opts *o, det_box *out,
             size_t cap, size_t *n_out, char *msg, size_t msg_size);
 
 void det_abort(det_model *m);
+
+/* The raw output of the i-th yolo/region layer (cfg order) of the last
+ * successful det_run(): [c][h][w] floats as darknet's layer output (logistic
+ * and softmax applied), valid until the next det_run() or det_free(). For
+ * comparisons with the reference. CORE_EINVAL when i is out of range or
+ * nothing ran. */
+int det_head_output(const det_model *m, int i, const float **data, int *c, int *h, int *w);
 
 #endif

@@ -67,7 +67,9 @@ static void *pool_main(void *v)
 {
     pool_worker *w = v;
     struct pool *p = w->p;
-    unsigned seen = atomic_load(&p->gen);
+    /* start from 0, not the current gen: a thread scheduled only after
+     * pool_free bumped gen would otherwise wait for a bump that never comes */
+    unsigned seen = 0;
     for (;;) {
         unsigned g;
         int spins = 0;

@@ -1,7 +1,16 @@
 /* edgegate-make-model: writes a random-weight GGUF model of a named shape.
  *
- *   edgegate-make-model --shape tiny|qwen2.5-0.5b --type f16|q8_0|q4_0|q4_k_m
- *                       --seed S -o FILE [--threads N]
+ *   edgegate-make-model --shape tiny|qwen2.5-0.5b|bert-tiny|bge-small|bert-micro
+ *                       --type f32|f16|q8_0|q4_0|q4_k_m --seed S -o FILE
+ *                       [--threads N] [--vocab VOCAB.gguf] [--pooling mean|cls]
+ *
+ * The bert shapes are embedding models (llama.cpp's "bert" architecture:
+ * token, position and token-type tables, post-LayerNorm blocks with biases,
+ * GELU FFN) with a WordPiece tokenizer: the tokenizer.* metadata of
+ * --vocab (e.g. llama.cpp's ggml-vocab-bert-bge.gguf), else a small
+ * vocabulary of characters and the words of the text below. Their weights
+ * are N(0, 1/E) so that attention is not uniform, LayerNorm weights 1 +
+ * N(0, 0.1^2); pooling is mean for bert-tiny, CLS for bge-small.
  *
  * The file is what llama.cpp's convert + llama-quantize would write for a
  * qwen2 model: the same tensor names, shapes and metadata keys, the tensor
@@ -42,14 +51,21 @@ typedef struct {
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int tied; /* no output.weight: the output projection reuses token_embd */
     float rope_base, rms_eps;
+    int bert; /* an embedding model; n_vocab comes from its tokenizer */
+    uint32_t pooling; /* bert: llama.cpp's pooling type, 1 mean, 2 cls */
 } mm_shape;
 
 static const mm_shape mm_shapes[] = {
     /* small enough for unit tests; has its own output.weight, so both the
      * tied and the untied paths of an engine get a generated model */
-    {"tiny", "edgegate tiny (random weights)", 256, 2, 4, 2, 768, 4096, 2048, 0, 1000000.0f, 1e-6f},
+    {"tiny", "edgegate tiny (random weights)", 256, 2, 4, 2, 768, 4096, 2048, 0, 1000000.0f, 1e-6f, 0, 0},
     {"qwen2.5-0.5b", "edgegate qwen2.5-0.5b shape (random weights)", 896, 24, 14, 2, 4864, 151936,
-     32768, 1, 1000000.0f, 1e-6f},
+     32768, 1, 1000000.0f, 1e-6f, 0, 0},
+    {"bert-tiny", "edgegate bert-tiny (random weights)", 128, 2, 4, 4, 512, 0, 512, 0, 0, 1e-12f, 1, 1},
+    /* a few KB: seeds of the loader's fuzz harness */
+    {"bert-micro", "edgegate bert-micro (random weights)", 32, 1, 2, 2, 64, 0, 16, 0, 0, 1e-12f, 1, 1},
+    {"bge-small", "edgegate bge-small shape (random weights)", 384, 12, 12, 12, 1536, 0, 512, 0, 0,
+     1e-12f, 1, 2},
 };
 
 typedef struct {
@@ -59,6 +75,7 @@ typedef struct {
 } mm_type;
 
 static const mm_type mm_types[] = {
+    {"f32", QT_F32, 0},
     {"f16", QT_F16, 1},
     {"q8_0", QT_Q8_0, 7},
     {"q4_0", QT_Q4_0, 2},
@@ -67,7 +84,7 @@ static const mm_type mm_types[] = {
 
 typedef enum {
     MM_EMBD, MM_OUTPUT, MM_NORM, MM_BIAS, MM_ATTN_Q, MM_ATTN_K, MM_ATTN_V, MM_ATTN_O,
-    MM_FFN_GATE, MM_FFN_UP, MM_FFN_DOWN
+    MM_FFN_GATE, MM_FFN_UP, MM_FFN_DOWN, MM_LNORM /* LayerNorm weight: 1 + noise */
 } mm_kind;
 
 /* llama.cpp's use_more_bits(): the first and last eighth of the layers and
@@ -134,6 +151,7 @@ typedef struct {
     mm_tensor *t;
     int n;
     uint64_t seed;
+    float sd; /* of weights and biases */
     atomic_long next_job; /* jobs are blocks of rows, in tensor order */
     long n_jobs;
     long *job_tensor;   /* first job index of each tensor, n + 1 entries */
@@ -154,7 +172,7 @@ static void mm_add(mm_tensor *ts, int *n, mm_kind kind, int type, int n_dims, in
     t->ne[1] = n_dims > 1 ? ne1 : 1;
 }
 
-/* Fills one row of tensor i: norms are 1, everything else N(0, 0.02). */
+/* Fills one row of tensor i: norms are 1, everything else N(0, sd^2). */
 static int mm_fill_row(const mm_work *w, int i, int64_t row, float *buf)
 {
     const mm_tensor *t = &w->t[i];
@@ -166,7 +184,10 @@ static int mm_fill_row(const mm_work *w, int i, int64_t row, float *buf)
         s ^= mm_splitmix(&s) + (uint64_t)i * 0x100000001b3ull;
         s ^= mm_splitmix(&s) + (uint64_t)row;
         mm_splitmix(&s);
-        mm_normal(&s, buf, t->ne[0], 0.02f);
+        mm_normal(&s, buf, t->ne[0], t->kind == MM_LNORM ? 0.1f : w->sd);
+        if (t->kind == MM_LNORM)
+            for (int64_t k = 0; k < t->ne[0]; k++)
+                buf[k] += 1.0f;
     }
     return quant_quantize_row(t->type, buf, t->data + (size_t)row * t->row_size, t->ne[0]);
 }
@@ -600,6 +621,144 @@ static const char mm_chat_template[] =
     "    {{- '<|im_start|>assistant\\n' }}\n"
     "{%- endif %}\n";
 
+/* ---- WordPiece vocabulary (bert shapes) ------------------------------- */
+
+/* Our own WordPiece vocabulary in llama.cpp's converted form (word-initial
+ * pieces start with U+2581, continuations are bare): [PAD] [UNK] [CLS]
+ * [SEP] [MASK], every printable ASCII character both ways, a few suffixes,
+ * and the lowercase words of mm_text. Token types: 1 normal, 2 unknown,
+ * 3 control. */
+static int mm_build_wpm_vocab(mm_vocab *v, int *n_vocab)
+{
+    static const char *const specials[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    static const char *const suffixes[] = {"s", "ed", "ing", "er", "ly", "es", "tion", "ness"};
+    int cap = 5 + 2 * 94 + 8 + (int)sizeof mm_text / 2, n = 0;
+    mm_set set = {.cap = 4096};
+    memset(v, 0, sizeof *v);
+    v->tok = calloc((size_t)cap, sizeof *v->tok);
+    v->ttype = calloc((size_t)cap, sizeof *v->ttype);
+    set.slot = calloc(set.cap, sizeof *set.slot);
+    if (!v->tok || !v->ttype || !set.slot)
+        goto fail;
+#define MM_PUSH(str, type)                                                                           \
+    do {                                                                                             \
+        char *t_ = (str);                                                                            \
+        if (!t_)                                                                                     \
+            goto fail;                                                                               \
+        if (n < cap && mm_set_add(&set, t_)) {                                                       \
+            v->ttype[n] = (type);                                                                    \
+            v->tok[n++] = t_;                                                                        \
+        } else {                                                                                     \
+            free(t_);                                                                                \
+        }                                                                                            \
+    } while (0)
+    for (int i = 0; i < 5; i++)
+        MM_PUSH(strdup(specials[i]), i == 1 ? 2 : 3);
+    for (int c = '!'; c <= '~'; c++) {
+        if (c >= 'A' && c <= 'Z')
+            continue; /* the normalizer lowercases */
+        char one[2] = {(char)c, 0};
+        MM_PUSH(mm_concat("\xe2\x96\x81", one, ""), 1);
+        MM_PUSH(strdup(one), 1);
+    }
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        MM_PUSH(strdup(suffixes[i]), 1);
+    for (const char *t = mm_text; *t;) {
+        if (!mm_is_alpha(*t)) {
+            t++;
+            continue;
+        }
+        char word[64];
+        size_t len = 0;
+        for (; mm_is_alpha(*t); t++)
+            if (len + 1 < sizeof word)
+                word[len++] = (char)(*t | 32);
+        word[len] = 0;
+        MM_PUSH(mm_concat("\xe2\x96\x81", word, ""), 1);
+    }
+#undef MM_PUSH
+    free(set.slot);
+    *n_vocab = n;
+    return 0;
+fail:
+    free(set.slot);
+    mm_vocab_free(v, cap);
+    return CORE_ENOMEM;
+}
+
+/* Copies every tokenizer.* key of a vocabulary GGUF (strings are not
+ * NUL-terminated there, so arrays of them are copied first). *n_vocab gets
+ * the length of tokenizer.ggml.tokens. */
+static int mm_copy_vocab(gguf_writer *w, const gguf *g, int *n_vocab)
+{
+    int64_t kt = gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (kt < 0 || gguf_kv_arr_type(g, kt) != GGUF_STRING || !gguf_kv_arr_n(g, kt) ||
+        gguf_kv_arr_n(g, kt) > INT32_MAX)
+        return CORE_EFORMAT;
+    *n_vocab = (int)gguf_kv_arr_n(g, kt);
+    for (int64_t kv = 0; kv < gguf_n_kv(g); kv++) {
+        const char *key = gguf_kv_key(g, kv), *str;
+        if (strncmp(key, "tokenizer.", 10))
+            continue;
+        gguf_vtype t = gguf_kv_type(g, kv);
+        uint64_t n = gguf_kv_arr_n(g, kv);
+        int rc = 0;
+        size_t len;
+        uint32_t u;
+        int64_t i64;
+        float f;
+        bool b;
+        if (t == GGUF_STRING) {
+            char *c = gguf_get_str(g, key, &str, &len) ? NULL : strndup(str, len);
+            rc = c ? gguf_writer_set_str(w, key, c) : CORE_ENOMEM;
+            free(c);
+        } else if (t == GGUF_BOOL) {
+            rc = gguf_get_bool(g, key, &b) ? CORE_EFORMAT : gguf_writer_set_bool(w, key, b);
+        } else if (t == GGUF_FLOAT32 || t == GGUF_FLOAT64) {
+            rc = gguf_get_f32(g, key, &f) ? CORE_EFORMAT : gguf_writer_set_f32(w, key, f);
+        } else if (t == GGUF_INT8 || t == GGUF_INT16 || t == GGUF_INT32 || t == GGUF_INT64) {
+            rc = gguf_get_i64(g, key, &i64) || i64 < INT32_MIN || i64 > INT32_MAX
+                     ? CORE_EFORMAT
+                     : gguf_writer_set_i32(w, key, (int32_t)i64);
+        } else if (t != GGUF_ARRAY) {
+            rc = gguf_get_u32(g, key, &u) ? CORE_EFORMAT : gguf_writer_set_u32(w, key, u);
+        } else if (gguf_kv_arr_type(g, kv) == GGUF_STRING) {
+            char **a = calloc(n ? n : 1, sizeof *a);
+            rc = a ? 0 : CORE_ENOMEM;
+            for (uint64_t i = 0; !rc && i < n; i++)
+                rc = gguf_arr_str(g, kv, i, &str, &len) ? CORE_EFORMAT
+                     : (a[i] = strndup(str, len))       ? 0
+                                                        : CORE_ENOMEM;
+            if (!rc)
+                rc = gguf_writer_set_arr_str(w, key, (const char *const *)a, n);
+            for (uint64_t i = 0; a && i < n; i++)
+                free(a[i]);
+            free(a);
+        } else {
+            /* numeric arrays: token types and ids as i32, scores as f32 */
+            gguf_vtype et = gguf_kv_arr_type(g, kv);
+            bool fl = et == GGUF_FLOAT32 || et == GGUF_FLOAT64;
+            float *af = fl ? malloc((n ? n : 1) * sizeof *af) : NULL;
+            int32_t *ai = fl ? NULL : malloc((n ? n : 1) * sizeof *ai);
+            rc = af || ai ? 0 : CORE_ENOMEM;
+            for (uint64_t i = 0; !rc && i < n; i++)
+                rc = fl ? (gguf_arr_f32(g, kv, i, &af[i]) ? CORE_EFORMAT : 0)
+                        : (gguf_arr_i64(g, kv, i, &i64) || i64 < INT32_MIN || i64 > INT32_MAX
+                               ? CORE_EFORMAT
+                               : (ai[i] = (int32_t)i64, 0));
+            if (!rc)
+                rc = fl ? gguf_writer_set_arr_f32(w, key, af, n) : gguf_writer_set_arr_i32(w, key, ai, n);
+            free(af);
+            free(ai);
+        }
+        if (rc) {
+            fprintf(stderr, "edgegate-make-model: copying '%s': %s\n", key, core_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static double mm_now(void)
@@ -611,8 +770,10 @@ static double mm_now(void)
 
 static void mm_usage(FILE *f)
 {
-    fprintf(f, "usage: edgegate-make-model --shape tiny|qwen2.5-0.5b --type f16|q8_0|q4_0|q4_k_m "
-               "--seed S -o FILE [--threads N]\n");
+    fprintf(f, "usage: edgegate-make-model --shape tiny|qwen2.5-0.5b|bert-tiny|bge-small|bert-micro\n"
+               "                           --type f32|f16|q8_0|q4_0|q4_k_m --seed S -o FILE\n"
+               "                           [--threads N] [--vocab VOCAB.gguf] [--pooling mean|cls]\n"
+               "q4_k_m is for the llm shapes; --vocab and --pooling for the bert ones.\n");
 }
 
 #define MM_SET(call)                                                                      \
@@ -623,9 +784,63 @@ static void mm_usage(FILE *f)
         }                                                                                 \
     } while (0)
 
+/* The tensors of a qwen2 model; shapes are [ne0 = input features, ne1 = output features]. */
+static void mm_llm_tensors(const mm_shape *sh, int n_vocab, mm_tensor *ts, int *n)
+{
+    const int E = sh->n_embd, kv = sh->n_embd / sh->n_head * sh->n_head_kv;
+    mm_add(ts, n, MM_EMBD, 0, 2, E, n_vocab, "token_embd.weight", 0);   /* [E, vocab] */
+    mm_add(ts, n, MM_NORM, QT_F32, 1, E, 1, "output_norm.weight", 0);  /* [E] */
+    if (!sh->tied)
+        mm_add(ts, n, MM_OUTPUT, 0, 2, E, n_vocab, "output.weight", 0); /* [E, vocab] */
+    for (int l = 0; l < sh->n_layer; l++) {
+        mm_add(ts, n, MM_NORM, QT_F32, 1, E, 1, "blk.%d.attn_norm.weight", l);       /* [E] */
+        mm_add(ts, n, MM_ATTN_Q, 0, 2, E, E, "blk.%d.attn_q.weight", l);             /* [E, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_q.bias", l);            /* [E] */
+        mm_add(ts, n, MM_ATTN_K, 0, 2, E, kv, "blk.%d.attn_k.weight", l);            /* [E, kv] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, kv, 1, "blk.%d.attn_k.bias", l);           /* [kv] */
+        mm_add(ts, n, MM_ATTN_V, 0, 2, E, kv, "blk.%d.attn_v.weight", l);            /* [E, kv] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, kv, 1, "blk.%d.attn_v.bias", l);           /* [kv] */
+        mm_add(ts, n, MM_ATTN_O, 0, 2, E, E, "blk.%d.attn_output.weight", l);        /* [E, E] */
+        mm_add(ts, n, MM_NORM, QT_F32, 1, E, 1, "blk.%d.ffn_norm.weight", l);        /* [E] */
+        mm_add(ts, n, MM_FFN_GATE, 0, 2, E, sh->n_ff, "blk.%d.ffn_gate.weight", l);  /* [E, ff] */
+        mm_add(ts, n, MM_FFN_UP, 0, 2, E, sh->n_ff, "blk.%d.ffn_up.weight", l);      /* [E, ff] */
+        mm_add(ts, n, MM_FFN_DOWN, 0, 2, sh->n_ff, E, "blk.%d.ffn_down.weight", l);  /* [ff, E] */
+    }
+}
+
+/* The tensors of a bert model, as llama.cpp's converter names them. */
+static void mm_bert_tensors(const mm_shape *sh, int n_vocab, mm_tensor *ts, int *n)
+{
+    const int E = sh->n_embd, F = sh->n_ff;
+    mm_add(ts, n, MM_EMBD, 0, 2, E, n_vocab, "token_embd.weight", 0);         /* [E, vocab] */
+    mm_add(ts, n, MM_EMBD, QT_F32, 2, E, 2, "token_types.weight", 0);         /* [E, 2] */
+    mm_add(ts, n, MM_EMBD, 0, 2, E, sh->n_ctx, "position_embd.weight", 0);    /* [E, ctx] */
+    mm_add(ts, n, MM_LNORM, QT_F32, 1, E, 1, "token_embd_norm.weight", 0);    /* [E] */
+    mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "token_embd_norm.bias", 0);       /* [E] */
+    for (int l = 0; l < sh->n_layer; l++) {
+        mm_add(ts, n, MM_ATTN_Q, 0, 2, E, E, "blk.%d.attn_q.weight", l);                /* [E, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_q.bias", l);               /* [E] */
+        mm_add(ts, n, MM_ATTN_K, 0, 2, E, E, "blk.%d.attn_k.weight", l);                /* [E, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_k.bias", l);               /* [E] */
+        mm_add(ts, n, MM_ATTN_V, 0, 2, E, E, "blk.%d.attn_v.weight", l);                /* [E, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_v.bias", l);               /* [E] */
+        mm_add(ts, n, MM_ATTN_O, 0, 2, E, E, "blk.%d.attn_output.weight", l);           /* [E, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_output.bias", l);          /* [E] */
+        mm_add(ts, n, MM_LNORM, QT_F32, 1, E, 1, "blk.%d.attn_output_norm.weight", l);  /* [E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_output_norm.bias", l);     /* [E] */
+        mm_add(ts, n, MM_FFN_UP, 0, 2, E, F, "blk.%d.ffn_up.weight", l);                /* [E, F] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, F, 1, "blk.%d.ffn_up.bias", l);               /* [F] */
+        mm_add(ts, n, MM_FFN_DOWN, 0, 2, F, E, "blk.%d.ffn_down.weight", l);            /* [F, E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.ffn_down.bias", l);             /* [E] */
+        mm_add(ts, n, MM_LNORM, QT_F32, 1, E, 1, "blk.%d.layer_output_norm.weight", l); /* [E] */
+        mm_add(ts, n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.layer_output_norm.bias", l);    /* [E] */
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *shape_name = NULL, *type_name = NULL, *out_path = NULL;
+    const char *shape_name = NULL, *type_name = NULL, *out_path = NULL, *vocab_path = NULL;
+    const char *pooling = NULL;
     uint64_t seed = 0;
     int have_seed = 0, n_threads = 2;
     for (int i = 1; i < argc; i++) {
@@ -646,6 +861,10 @@ int main(int argc, char **argv)
             type_name = v;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             out_path = v;
+        } else if (!strcmp(a, "--vocab")) {
+            vocab_path = v;
+        } else if (!strcmp(a, "--pooling")) {
+            pooling = v;
         } else if (!strcmp(a, "--seed")) {
             errno = 0;
             seed = strtoull(v, &end, 0);
@@ -683,10 +902,18 @@ int main(int argc, char **argv)
         mm_usage(stderr);
         return 2;
     }
+    uint32_t pool_type = !pooling ? sh->pooling : !strcmp(pooling, "mean") ? 1 : !strcmp(pooling, "cls") ? 2 : 0;
+    if ((sh->bert && ty->ftype == 15) || (!sh->bert && (vocab_path || pooling)) || (sh->bert && !pool_type)) {
+        fprintf(stderr, "edgegate-make-model: --shape %s does not take %s\n", sh->name,
+                !sh->bert ? "--vocab or --pooling" : ty->ftype == 15 ? "--type q4_k_m" : "that --pooling");
+        mm_usage(stderr);
+        return 2;
+    }
 
     double t0 = mm_now();
-    int rc = 0, n = 0;
+    int rc = 0, n = 0, n_vocab = sh->n_vocab;
     gguf_writer *w = NULL;
+    gguf *vg = NULL;
     mm_vocab voc = {0};
     mm_work work = {0};
     uint8_t *arena = NULL;
@@ -695,34 +922,42 @@ int main(int argc, char **argv)
     pthread_t th[256];
     int started = 0;
     char msg[512];
-    const int E = sh->n_embd, hd = sh->n_embd / sh->n_head, kv = hd * sh->n_head_kv;
-    mm_tensor *ts = calloc(3 + 12 * (size_t)sh->n_layer, sizeof *ts);
-    if (!ts) {
+    const int E = sh->n_embd;
+    mm_tensor *ts = calloc(5 + 16 * (size_t)sh->n_layer, sizeof *ts);
+    if (!ts || !(w = gguf_writer_new())) {
         rc = CORE_ENOMEM;
         goto out;
     }
-    /* shapes are [ne0 = input features, ne1 = output features] */
-    mm_add(ts, &n, MM_EMBD, 0, 2, E, sh->n_vocab, "token_embd.weight", 0);   /* [E, vocab] */
-    mm_add(ts, &n, MM_NORM, QT_F32, 1, E, 1, "output_norm.weight", 0);     /* [E] */
-    if (!sh->tied)
-        mm_add(ts, &n, MM_OUTPUT, 0, 2, E, sh->n_vocab, "output.weight", 0); /* [E, vocab] */
-    for (int l = 0; l < sh->n_layer; l++) {
-        mm_add(ts, &n, MM_NORM, QT_F32, 1, E, 1, "blk.%d.attn_norm.weight", l);       /* [E] */
-        mm_add(ts, &n, MM_ATTN_Q, 0, 2, E, E, "blk.%d.attn_q.weight", l);             /* [E, E] */
-        mm_add(ts, &n, MM_BIAS, QT_F32, 1, E, 1, "blk.%d.attn_q.bias", l);            /* [E] */
-        mm_add(ts, &n, MM_ATTN_K, 0, 2, E, kv, "blk.%d.attn_k.weight", l);            /* [E, kv] */
-        mm_add(ts, &n, MM_BIAS, QT_F32, 1, kv, 1, "blk.%d.attn_k.bias", l);           /* [kv] */
-        mm_add(ts, &n, MM_ATTN_V, 0, 2, E, kv, "blk.%d.attn_v.weight", l);            /* [E, kv] */
-        mm_add(ts, &n, MM_BIAS, QT_F32, 1, kv, 1, "blk.%d.attn_v.bias", l);           /* [kv] */
-        mm_add(ts, &n, MM_ATTN_O, 0, 2, E, E, "blk.%d.attn_output.weight", l);        /* [E, E] */
-        mm_add(ts, &n, MM_NORM, QT_F32, 1, E, 1, "blk.%d.ffn_norm.weight", l);        /* [E] */
-        mm_add(ts, &n, MM_FFN_GATE, 0, 2, E, sh->n_ff, "blk.%d.ffn_gate.weight", l);  /* [E, ff] */
-        mm_add(ts, &n, MM_FFN_UP, 0, 2, E, sh->n_ff, "blk.%d.ffn_up.weight", l);      /* [E, ff] */
-        mm_add(ts, &n, MM_FFN_DOWN, 0, 2, sh->n_ff, E, "blk.%d.ffn_down.weight", l);  /* [ff, E] */
+    /* a bert model's size follows its vocabulary, so that comes first */
+    if (sh->bert && vocab_path) {
+        if ((rc = gguf_open(vocab_path, &vg, msg, sizeof msg))) {
+            fprintf(stderr, "edgegate-make-model: %s: %s\n", vocab_path, msg);
+            goto out;
+        }
+        if ((rc = mm_copy_vocab(w, vg, &n_vocab))) {
+            fprintf(stderr, "edgegate-make-model: %s: no usable tokenizer metadata\n", vocab_path);
+            goto out;
+        }
+    } else if (sh->bert) {
+        if ((rc = mm_build_wpm_vocab(&voc, &n_vocab)))
+            goto out;
+        MM_SET(gguf_writer_set_str(w, "tokenizer.ggml.model", "bert"));
+        MM_SET(gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)voc.tok,
+                                       (uint64_t)n_vocab));
+        MM_SET(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", voc.ttype, (uint64_t)n_vocab));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 1));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.cls_token_id", 2));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.seperator_token_id", 3));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.mask_token_id", 4));
     }
+    if (sh->bert)
+        mm_bert_tensors(sh, n_vocab, ts, &n);
+    else
+        mm_llm_tensors(sh, n_vocab, ts, &n);
     for (int i = 0; i < n; i++) {
         mm_tensor *t = &ts[i];
-        if (t->n_dims == 2) {
+        if (t->n_dims == 2 && t->type == 0) {
             int layer = 0;
             sscanf(t->name, "blk.%d.", &layer);
             t->type = ty->ftype == 15 ? mm_q4_k_m_type(sh, t->kind, layer, t->ne[0]) : ty->weight_type;
@@ -748,13 +983,15 @@ int main(int argc, char **argv)
     work.t = ts;
     work.n = n;
     work.seed = seed;
+    /* bert: 1/sqrt(E) keeps projections at unit scale, so attention is not uniform */
+    work.sd = sh->bert ? 1.0f / sqrtf((float)E) : 0.02f;
     atomic_init(&work.next_job, 0);
 
     for (; started < n_threads - 1; started++)
         if (pthread_create(&th[started], NULL, mm_worker, &work))
             break;
-    /* the tokenizer is built while the workers fill tensors */
-    int vrc = mm_build_vocab(sh->n_vocab, &voc);
+    /* the BPE tokenizer is built while the workers fill tensors */
+    int vrc = sh->bert ? 0 : mm_build_vocab(n_vocab, &voc);
     mm_worker(&work);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
@@ -765,35 +1002,44 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (!(w = gguf_writer_new())) {
-        rc = CORE_ENOMEM;
-        goto out;
-    }
-    MM_SET(gguf_writer_set_str(w, "general.architecture", "qwen2"));
+    const char *arch = sh->bert ? "bert" : "qwen2";
+    char key[96];
+#define MM_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
+    MM_SET(gguf_writer_set_str(w, "general.architecture", arch));
     MM_SET(gguf_writer_set_str(w, "general.name", sh->model_name));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.context_length", (uint32_t)sh->n_ctx));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.embedding_length", (uint32_t)E));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.block_count", (uint32_t)sh->n_layer));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.feed_forward_length", (uint32_t)sh->n_ff));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.attention.head_count", (uint32_t)sh->n_head));
-    MM_SET(gguf_writer_set_u32(w, "qwen2.attention.head_count_kv", (uint32_t)sh->n_head_kv));
-    MM_SET(gguf_writer_set_f32(w, "qwen2.rope.freq_base", sh->rope_base));
-    MM_SET(gguf_writer_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", sh->rms_eps));
+    MM_SET(gguf_writer_set_u32(w, MM_KEY("context_length"), (uint32_t)sh->n_ctx));
+    MM_SET(gguf_writer_set_u32(w, MM_KEY("embedding_length"), (uint32_t)E));
+    MM_SET(gguf_writer_set_u32(w, MM_KEY("block_count"), (uint32_t)sh->n_layer));
+    MM_SET(gguf_writer_set_u32(w, MM_KEY("feed_forward_length"), (uint32_t)sh->n_ff));
+    MM_SET(gguf_writer_set_u32(w, MM_KEY("attention.head_count"), (uint32_t)sh->n_head));
+    if (sh->bert) {
+        MM_SET(gguf_writer_set_f32(w, MM_KEY("attention.layer_norm_epsilon"), sh->rms_eps));
+        MM_SET(gguf_writer_set_bool(w, MM_KEY("attention.causal"), false));
+        MM_SET(gguf_writer_set_u32(w, MM_KEY("pooling_type"), pool_type));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2));
+    } else {
+        MM_SET(gguf_writer_set_u32(w, MM_KEY("attention.head_count_kv"), (uint32_t)sh->n_head_kv));
+        MM_SET(gguf_writer_set_f32(w, MM_KEY("rope.freq_base"), sh->rope_base));
+        MM_SET(gguf_writer_set_f32(w, MM_KEY("attention.layer_norm_rms_epsilon"), sh->rms_eps));
+    }
+#undef MM_KEY
     MM_SET(gguf_writer_set_u32(w, "general.file_type", ty->ftype));
     MM_SET(gguf_writer_set_u32(w, "general.quantization_version", 2));
-    MM_SET(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"));
-    MM_SET(gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2"));
-    MM_SET(gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)voc.tok,
-                                   (uint64_t)sh->n_vocab));
-    MM_SET(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", voc.ttype, (uint64_t)sh->n_vocab));
-    MM_SET(gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)voc.merges,
-                                   (uint64_t)voc.n_merges));
-    MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)sh->n_vocab - 3));
-    MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)sh->n_vocab - 1));
-    MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", (uint32_t)sh->n_vocab - 1));
-    MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)sh->n_vocab - 3));
-    MM_SET(gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false));
-    MM_SET(gguf_writer_set_str(w, "tokenizer.chat_template", mm_chat_template));
+    if (!sh->bert) {
+        MM_SET(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"));
+        MM_SET(gguf_writer_set_str(w, "tokenizer.ggml.pre", "qwen2"));
+        MM_SET(gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)voc.tok,
+                                       (uint64_t)n_vocab));
+        MM_SET(gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", voc.ttype, (uint64_t)n_vocab));
+        MM_SET(gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)voc.merges,
+                                       (uint64_t)voc.n_merges));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)n_vocab - 3));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)n_vocab - 1));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", (uint32_t)n_vocab - 1));
+        MM_SET(gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)n_vocab - 3));
+        MM_SET(gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false));
+        MM_SET(gguf_writer_set_str(w, "tokenizer.chat_template", mm_chat_template));
+    }
     for (int i = 0; i < n; i++)
         MM_SET(gguf_writer_add_tensor(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne, ts[i].data,
                                       ts[i].size));
@@ -804,13 +1050,14 @@ int main(int argc, char **argv)
     struct stat st;
     printf("%s: %lld bytes (%s %s, seed %llu), %d tensors, vocab %d (%d merges, %d learned), %.2f s\n",
            out_path, stat(out_path, &st) ? -1LL : (long long)st.st_size, sh->name, ty->name,
-           (unsigned long long)seed, n, sh->n_vocab, voc.n_merges, voc.n_learned, mm_now() - t0);
+           (unsigned long long)seed, n, n_vocab, voc.n_merges, voc.n_learned, mm_now() - t0);
 out:
     if (rc)
         fprintf(stderr, "edgegate-make-model: failed: %s\n", core_strerror(rc));
     gguf_writer_free(w);
+    gguf_close(vg);
     free(arena);
-    mm_vocab_free(&voc, sh->n_vocab);
+    mm_vocab_free(&voc, voc.tok ? n_vocab : 0);
     free(work.job_tensor);
     free(ts);
     return rc ? 1 : 0;

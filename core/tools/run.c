@@ -4,6 +4,8 @@
  *   edgegate-run -m MODEL.gguf -p PROMPT --dump-logits OUT.ref
  *   edgegate-run -m VOCAB.gguf --tokenize-tests FILE.inp
  *   edgegate-run -m MODEL.gguf --bench [-t THREADS]
+ *   edgegate-run --detect CFG WEIGHTS IMAGE [--names FILE] [--confidence C] [--iou I] [-t THREADS]
+ *                [--dump-heads OUT.bin] (raw yolo/region outputs, tests/ref/darknet_ref.c's format)
  *
  * Options beyond those: --ctx N, --isa scalar|avx2, --top-k K, --top-p P,
  * --min-p P, --repeat-penalty R, --chat-template NAME.
@@ -19,11 +21,15 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "detect.h"
+#include "image.h"
 #include "gguf.h"
 #include "tokenizer.h"
 
 typedef struct {
     const char *model, *prompt, *dump, *tok_tests, *isa, *chat_template;
+    const char *detect_cfg, *names, *dump_heads;
+    float confidence, iou;
     int n_predict, n_threads, n_ctx, chat, bench;
     core_sampling samp;
 } run_opts;
@@ -35,6 +41,7 @@ static void run_usage(FILE *f)
             "       edgegate-run -m MODEL.gguf -p PROMPT --dump-logits OUT.ref\n"
             "       edgegate-run -m VOCAB.gguf --tokenize-tests FILE.inp\n"
             "       edgegate-run -m MODEL.gguf --bench [-t THREADS]\n"
+            "       edgegate-run --detect CFG WEIGHTS IMAGE [--names FILE] [--confidence C] [--iou I]\n"
             "options: --ctx N  --isa scalar|avx2  --top-k K  --top-p P  --min-p P\n"
             "         --repeat-penalty R  --chat-template chatml|llama3|llama2|phi3|gemma\n");
 }
@@ -342,17 +349,136 @@ static int run_bench(core_model *m)
     return 0;
 }
 
+/* ---- --detect: the JSON of POST /v1/vision/detect ---- */
+
+static void run_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* int32 n_heads; per head int32 c, h, w and float32 [c][h][w] */
+static int run_dump_heads(const det_model *m, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int32_t n = 0, shape[3];
+    const float *d;
+    while (!det_head_output(m, n, &d, &shape[0], &shape[1], &shape[2]))
+        n++;
+    int bad = fwrite(&n, 4, 1, f) != 1;
+    for (int i = 0; i < n && !bad; i++) {
+        det_head_output(m, i, &d, &shape[0], &shape[1], &shape[2]);
+        size_t cnt = (size_t)shape[0] * shape[1] * shape[2];
+        bad = fwrite(shape, 4, 3, f) != 3 || fwrite(d, 4, cnt, f) != cnt;
+    }
+    return fclose(f) || bad ? -1 : 0;
+}
+
+static int run_detect(const run_opts *o, char **args, int n_args)
+{
+    if (n_args != 2) {
+        run_usage(stderr);
+        return 2;
+    }
+    char msg[512] = "";
+    char *data = NULL;
+    size_t len = 0;
+    img im = {0};
+    det_model *m = NULL;
+    det_box *boxes = NULL;
+    int rc;
+    det_params p = det_default_params();
+    p.cfg_path = o->detect_cfg;
+    p.weights_path = args[0];
+    p.names_path = o->names;
+    p.n_threads = o->n_threads;
+    p.isa = o->isa;
+    if ((rc = det_load(&p, &m, msg, sizeof msg))) {
+        fprintf(stderr, "edgegate-run: %s: %s\n", core_strerror(rc), msg);
+        goto out;
+    }
+    if (run_read_file(args[1], &data, &len)) {
+        fprintf(stderr, "edgegate-run: %s: %s\n", args[1], strerror(errno));
+        rc = CORE_EIO;
+        goto out;
+    }
+    img_limits lim = img_default_limits();
+    double t0 = run_now();
+    if ((rc = img_decode(data, len, &lim, &im, msg, sizeof msg))) {
+        fprintf(stderr, "edgegate-run: %s: %s: %s\n", args[1], core_strerror(rc), msg);
+        goto out;
+    }
+    double t1 = run_now();
+    det_opts dop = det_default_opts();
+    if (o->confidence >= 0)
+        dop.confidence = o->confidence;
+    if (o->iou >= 0)
+        dop.iou = o->iou;
+    size_t n = 0, cap = (size_t)dop.max_detections;
+    if (!(boxes = malloc(cap * sizeof *boxes))) {
+        rc = CORE_ENOMEM;
+        goto out;
+    }
+    if ((rc = det_run(m, im.rgb, im.w, im.h, &dop, boxes, cap, &n, msg, sizeof msg))) {
+        fprintf(stderr, "edgegate-run: %s: %s\n", core_strerror(rc), msg);
+        goto out;
+    }
+    double t2 = run_now();
+    if (o->dump_heads && run_dump_heads(m, o->dump_heads)) {
+        fprintf(stderr, "edgegate-run: %s: %s\n", o->dump_heads, strerror(errno));
+        rc = CORE_EIO;
+        goto out;
+    }
+    det_info info;
+    det_get_info(m, &info);
+    /* the model's name: the cfg's file name without directory and extension */
+    const char *base = strrchr(o->detect_cfg, '/');
+    base = base ? base + 1 : o->detect_cfg;
+    const char *dot = strrchr(base, '.');
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", dot && dot > base ? (int)(dot - base) : (int)strlen(base), base);
+    printf("{\"model\":");
+    run_json_str(name);
+    printf(",\"width\":%d,\"height\":%d,\"detections\":[", im.w, im.h);
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"class_id\":%d,\"label\":", i ? "," : "", boxes[i].class_id);
+        run_json_str(info.labels[boxes[i].class_id]);
+        printf(",\"confidence\":%.4f,\"box\":{\"x\":%.1f,\"y\":%.1f,\"w\":%.1f,\"h\":%.1f}}",
+               boxes[i].confidence, boxes[i].x, boxes[i].y, boxes[i].w, boxes[i].h);
+    }
+    printf("],\"timing\":{\"decode_ms\":%.2f,\"inference_ms\":%.2f,\"queue_ms\":0}}\n", (t1 - t0) * 1e3,
+           (t2 - t1) * 1e3);
+out:
+    free(boxes);
+    img_free(&im);
+    free(data);
+    det_free(m);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    run_opts o = {.n_predict = 64, .samp = core_default_sampling()};
+    run_opts o = {.n_predict = 64, .samp = core_default_sampling(), .confidence = -1, .iou = -1};
     enum { O_TEMP = 256, O_SEED, O_CHAT, O_DUMP, O_TOKT, O_BENCH, O_CTX, O_ISA, O_TOPK, O_TOPP, O_MINP,
-           O_REP, O_TMPL };
+           O_REP, O_TMPL, O_DETECT, O_NAMES, O_CONF, O_IOU, O_DUMPH };
     static const struct option lo[] = {
         {"temp", 1, 0, O_TEMP}, {"seed", 1, 0, O_SEED}, {"chat", 0, 0, O_CHAT},
         {"dump-logits", 1, 0, O_DUMP}, {"tokenize-tests", 1, 0, O_TOKT}, {"bench", 0, 0, O_BENCH},
         {"ctx", 1, 0, O_CTX}, {"isa", 1, 0, O_ISA}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
         {"min-p", 1, 0, O_MINP}, {"repeat-penalty", 1, 0, O_REP}, {"chat-template", 1, 0, O_TMPL},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"detect", 1, 0, O_DETECT}, {"names", 1, 0, O_NAMES}, {"confidence", 1, 0, O_CONF},
+        {"iou", 1, 0, O_IOU}, {"dump-heads", 1, 0, O_DUMPH}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:n:t:h", lo, NULL)) != -1) {
         switch (c) {
@@ -373,10 +499,17 @@ int main(int argc, char **argv)
         case O_MINP: o.samp.min_p = strtof(optarg, NULL); break;
         case O_REP: o.samp.repeat_penalty = strtof(optarg, NULL); break;
         case O_TMPL: o.chat_template = optarg; break;
+        case O_DETECT: o.detect_cfg = optarg; break;
+        case O_NAMES: o.names = optarg; break;
+        case O_CONF: o.confidence = strtof(optarg, NULL); break;
+        case O_IOU: o.iou = strtof(optarg, NULL); break;
+        case O_DUMPH: o.dump_heads = optarg; break;
         case 'h': run_usage(stdout); return 0;
         default: run_usage(stderr); return 2;
         }
     }
+    if (o.detect_cfg)
+        return run_detect(&o, argv + optind, argc - optind);
     if (!o.model || (!o.prompt && !o.tok_tests && !o.bench) || o.n_predict <= 0) {
         run_usage(stderr);
         return 2;
