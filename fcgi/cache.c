@@ -3,10 +3,11 @@
  * File format (one LMDB environment, MDB_NOSUBDIR, four named DBs; all
  * integers host byte order unless noted, the file never leaves the host):
  *   "cache_entries" key: 32-byte SHA-256 -> value:
- *       cache_hdr (64 bytes: u32 magic "ECE2", u16 model_len, u16 client_len,
+ *       cache_hdr (72 bytes: u32 magic "ECE3", u16 model_len, u16 client_len,
  *       i64 created, i64 ttl_s, i64 prompt_tokens, i64 completion_tokens,
- *       u64 body_len, char finish[16] NUL-padded), then the model id, the
- *       client id, the body.
+ *       u64 body_len, char finish[16] NUL-padded, i64 kb_version (-1: none)),
+ *       then the model id, the client id, the body. Entries of another
+ *       magic (an older layout) read as misses and go with any purge.
  *   "cache_access"  key: 32-byte SHA-256 -> {u64 seq, u64 hits}, the mutable
  *       part, so a hit never rewrites a large body.
  *   "cache_lru"     key: u64 seq, BIG-endian (so LMDB's byte order is recency
@@ -30,7 +31,7 @@
 #include "core_err.h"
 #include "json.h"
 
-#define CACHE_MAGIC 0x32454345u /* "ECE2" */
+#define CACHE_MAGIC 0x33454345u /* "ECE3" */
 #define CACHE_OVERHEAD (32 + 48 + 40)
 #define CACHE_RETRIES 12
 
@@ -227,6 +228,7 @@ typedef struct {
     int64_t created, ttl_s, prompt_tokens, completion_tokens;
     uint64_t body_len;
     char finish[16]; /* NUL-padded */
+    int64_t kb_version; /* -1: none */
 } cache_hdr;
 
 typedef struct {
@@ -248,7 +250,7 @@ struct cache {
     char err[160];
 };
 
-_Static_assert(sizeof(cache_hdr) == 64, "cache_hdr layout");
+_Static_assert(sizeof(cache_hdr) == 72, "cache_hdr layout");
 
 cache_params cache_default_params(void)
 {
@@ -583,6 +585,7 @@ static int cache_get_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
         i->hits = (long long)a.hits + 1;
         memcpy(i->finish, h.finish, sizeof(h.finish));
         i->finish[sizeof(h.finish) - 1] = '\0';
+        i->kb_version = h.kb_version;
     }
     /* Move to the front of the LRU. */
     uint8_t sk[8];
@@ -657,7 +660,8 @@ static int cache_put_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
                    .ttl_s = x->ttl,
                    .prompt_tokens = x->e ? x->e->prompt_tokens : 0,
                    .completion_tokens = x->e ? x->e->completion_tokens : 0,
-                   .body_len = x->len};
+                   .body_len = x->len,
+                   .kb_version = x->e && x->e->has_kb_version ? x->e->kb_version : -1};
     if (x->e && x->e->finish)
         strncpy(h.finish, x->e->finish, sizeof(h.finish) - 1);
     char *p = v.mv_data;
@@ -724,6 +728,8 @@ static bool cache_matches(const cache_purge_ctx *x, const MDB_val *v)
         return h.client_len == strlen(id) && memcmp(p + h.model_len, id, h.client_len) == 0;
     case CACHE_PURGE_OLDER:
         return x->now - h.created > x->sel->older_than_s;
+    case CACHE_PURGE_KB_BELOW:
+        return h.kb_version >= 0 && h.kb_version < x->sel->kb_version_below;
     default:
         return true;
     }
@@ -793,7 +799,7 @@ int cache_purge_run(cache *c, const cache_purge *sel, size_t *removed)
 {
     if (removed)
         *removed = 0;
-    if (!c || !sel || sel->kind > CACHE_PURGE_KEY)
+    if (!c || !sel || sel->kind > CACHE_PURGE_KB_BELOW)
         return CORE_EINVAL;
     cache_purge_ctx x = {.sel = sel, .now = cache_now(c)};
     int rc = cache_write(c, cache_purge_fn, &x, "purge");
@@ -822,7 +828,8 @@ static int cache_purge_id(const json_value *m, const char *name, cache_purge *ou
 int cache_purge_parse(const char *body, size_t len, cache_purge *out, const char **param,
                       char *msg, size_t msg_size)
 {
-    static const char *const names[] = {"all", "model", "client", "older_than_s", "key"};
+    static const char *const names[] = {"all", "model", "client", "older_than_s", "key",
+                                        "kb_version_below"};
     if (param)
         *param = NULL;
     memset(out, 0, sizeof(*out));
@@ -836,12 +843,12 @@ int cache_purge_parse(const char *body, size_t len, cache_purge *out, const char
     if (v->type != JSON_OBJECT || v->u.kids.n != 1) {
         rc = core_errf(CORE_EFORMAT, msg, msg_size,
                        "expected an object with exactly one of all, model, client, "
-                       "older_than_s, key");
+                       "older_than_s, key, kb_version_below");
         goto out;
     }
     const json_value *m = v->u.kids.first;
     int which = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (m->key_len == strlen(names[i]) && memcmp(m->key, names[i], m->key_len) == 0)
             which = i;
     if (which < 0) {
@@ -872,10 +879,18 @@ int cache_purge_parse(const char *body, size_t len, cache_purge *out, const char
         else
             out->older_than_s = m->u.num.i;
         break;
-    default:
+    case 4:
         out->kind = CACHE_PURGE_KEY;
         if (m->type != JSON_STRING || cache_key_from_hex(m->u.str.s, m->u.str.len, &out->key))
             rc = core_errf(CORE_EFORMAT, msg, msg_size, "'key' must be 64 hex digits");
+        break;
+    default:
+        out->kind = CACHE_PURGE_KB_BELOW;
+        if (m->type != JSON_NUMBER || !m->u.num.is_int || m->u.num.i < 0)
+            rc = core_errf(CORE_EFORMAT, msg, msg_size,
+                           "'kb_version_below' must be a non-negative integer");
+        else
+            out->kb_version_below = m->u.num.i;
         break;
     }
     if (rc == CORE_OK && param)

@@ -107,6 +107,8 @@ typedef struct {
     long long ttl_s;    /* < 0: the default TTL; 0: no expiry */
     long long prompt_tokens, completion_tokens;
     const char *finish; /* finish_reason to replay ("stop", "length"); may be NULL; <= 15 bytes */
+    bool has_kb_version; /* an answer made from the knowledge base (QA): */
+    long long kb_version; /* its version (>= 0), for {"kb_version_below":N} */
 } cache_entry;
 
 typedef struct {
@@ -119,6 +121,7 @@ typedef struct {
     long long prompt_tokens, completion_tokens;
     long long hits;    /* including this one */
     char finish[16];
+    long long kb_version; /* -1: not made from the knowledge base */
 } cache_info;
 
 /* On a hit, body gets the stored body (appended after clearing) and info
@@ -136,6 +139,7 @@ typedef enum {
     CACHE_PURGE_CLIENT,
     CACHE_PURGE_OLDER, /* created more than older_than_s ago */
     CACHE_PURGE_KEY,
+    CACHE_PURGE_KB_BELOW, /* made from a knowledge base older than kb_version_below */
 } cache_purge_kind;
 
 typedef struct {
@@ -143,6 +147,7 @@ typedef struct {
     char id[CACHE_MAX_ID + 1]; /* MODEL, CLIENT */
     long long older_than_s;    /* OLDER */
     cache_key key;             /* KEY */
+    long long kb_version_below; /* KB_BELOW */
 } cache_purge;
 
 /* Removes the selected entries; *removed says how many. */
@@ -150,6 +155,7 @@ int cache_purge_run(cache *c, const cache_purge *sel, size_t *removed);
 
 /* The body of POST /admin/cache/purge, exactly one member of
  *   {"all":true} {"model":"id"} {"client":"id"} {"older_than_s":N} {"key":"64 hex"}
+ *   {"kb_version_below":N} (N >= 0; entries without a knowledge base version stay)
  * CORE_EFORMAT with a reason in msg (naming the member) for anything else;
  * *param (may be NULL) gets the offending member's name or NULL. */
 int cache_purge_parse(const char *body, size_t len, cache_purge *out, const char **param,

@@ -11,7 +11,12 @@
  *           max_wait_ms, slice_tokens, slice_ms, reap_ms },
  *   cache = { enabled, path, map_size_mb, max_kb, ttl_s, shared, reader_check_s },
  *   budgets = { enabled, path, map_size_mb, sync, tokens_per_day,
- *               tokens_per_month, charge_cache_hits }
+ *               tokens_per_month, charge_cache_hits },
+ *   qa = { model, top_k, min_score, max_question_bytes, max_tokens },
+ *   kb = { enabled, path, map_size_mb, chunk_bytes, overlap_bytes,
+ *          max_document_bytes, embedding_model },
+ *   vision = ( { id, cfg, weights, names, threads }, ... ),
+ *   images = { max_bytes, max_width, max_height, max_pixels }
  */
 #include "cfg.h"
 
@@ -429,13 +434,190 @@ out:
     return rc;
 }
 
+static int cfg_qa_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"model",      "top_k",      "min_score",
+                                       "max_question_bytes", "max_tokens", NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g, *at;
+    CFG_TRY(cfg_group(x, root, "qa", keys, &g));
+    if (!g)
+        goto out;
+    const char *model = "";
+    CFG_TRY(cfg_str(x, g, "model", false, &at, &model));
+    if (*model) {
+        if (!cfg_find_model(c, model))
+            CFG_TRY(cfg_fail(x, at, "qa.model '%s' is not one of the models", model));
+        c->qa.model = strdup(model);
+        CFG_OOM(c->qa.model);
+    }
+    long long v = c->qa.top_k;
+    CFG_TRY(cfg_int(x, g, "top_k", false, 1, 20, &v));
+    c->qa.top_k = (int)v;
+    v = c->qa.max_question_bytes;
+    CFG_TRY(cfg_int(x, g, "max_question_bytes", false, 1, 16384, &v));
+    c->qa.max_question_bytes = (int)v;
+    v = c->qa.max_tokens;
+    CFG_TRY(cfg_int(x, g, "max_tokens", false, 1, 1 << 20, &v));
+    c->qa.max_tokens = (int)v;
+    const config_setting_t *s = config_setting_get_member(g, "min_score");
+    if (s) {
+        int t = config_setting_type(s);
+        if (t == CONFIG_TYPE_FLOAT)
+            c->qa.min_score = config_setting_get_float(s);
+        else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+            c->qa.min_score = (double)config_setting_get_int64(s);
+        else
+            CFG_TRY(cfg_fail(x, s, "'min_score' must be a number, not %s", cfg_type_name(t)));
+        if (!(c->qa.min_score >= 0 && c->qa.min_score <= 1e6))
+            CFG_TRY(cfg_fail(x, s, "'min_score' = %g is out of range [0, 1e6]", c->qa.min_score));
+    }
+out:
+    return rc;
+}
+
+static int cfg_kb_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"enabled",       "path",          "map_size_mb",
+                                       "chunk_bytes",   "overlap_bytes", "max_document_bytes",
+                                       "embedding_model", NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g, *at = NULL;
+    CFG_TRY(cfg_group(x, root, "kb", keys, &g));
+    CFG_TRY(cfg_side_path(x, g, "path", c->socket, "kb.mdb", &c->kb.path));
+    if (!g)
+        goto out;
+    CFG_TRY(cfg_bool(x, g, "enabled", &c->kb.enabled));
+    CFG_TRY(cfg_int(x, g, "map_size_mb", false, 1, 1 << 20, &c->kb.map_size_mb));
+    CFG_TRY(cfg_int(x, g, "chunk_bytes", false, 64, 1 << 20, &c->kb.chunk_bytes));
+    CFG_TRY(cfg_int(x, g, "overlap_bytes", false, 0, 1 << 19, &c->kb.overlap_bytes));
+    if (c->kb.overlap_bytes >= c->kb.chunk_bytes / 2)
+        CFG_TRY(cfg_fail(x, config_setting_get_member(g, "overlap_bytes")
+                                ? config_setting_get_member(g, "overlap_bytes")
+                                : g,
+                         "overlap_bytes (%lld) must be less than half of chunk_bytes (%lld)",
+                         c->kb.overlap_bytes, c->kb.chunk_bytes));
+    CFG_TRY(cfg_int(x, g, "max_document_bytes", false, 1, 1LL << 30,
+                    &c->kb.max_document_bytes));
+    if (c->kb.max_document_bytes > c->kb.map_size_mb << 20)
+        CFG_TRY(cfg_fail(x, config_setting_get_member(g, "max_document_bytes")
+                                ? config_setting_get_member(g, "max_document_bytes")
+                                : g,
+                         "max_document_bytes (%lld) exceeds map_size_mb (%lld MiB)",
+                         c->kb.max_document_bytes, c->kb.map_size_mb));
+    const char *em = "";
+    CFG_TRY(cfg_str(x, g, "embedding_model", false, &at, &em));
+    if (*em && !cfg_find_model(c, em))
+        CFG_TRY(cfg_fail(x, at, "kb.embedding_model '%s' is not one of the models", em));
+    if (*em) {
+        c->kb.embedding_model = strdup(em);
+        CFG_OOM(c->kb.embedding_model);
+    }
+out:
+    return rc;
+}
+
+/* A readable file of a vision model (absent and optional: *out stays NULL). */
+static int cfg_file(cfg_ctx *x, const config_setting_t *g, const char *key, bool required,
+                    const char *id, char **out)
+{
+    int rc = CORE_OK;
+    const char *s = NULL;
+    const config_setting_t *at;
+    CFG_TRY(cfg_str(x, g, key, required, &at, &s));
+    if (!s)
+        goto out;
+    if (!*s)
+        return cfg_fail(x, at, "vision model '%s': '%s' is empty", id, key);
+    *out = cfg_path(x, s);
+    CFG_OOM(*out);
+    if (access(*out, R_OK) != 0)
+        return cfg_fail(x, at, "vision model '%s': cannot read %s: %s", id, *out,
+                        strerror(errno));
+out:
+    return rc;
+}
+
+static int cfg_vision_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"id", "cfg", "weights", "names", "threads", NULL};
+    int rc = CORE_OK;
+    const config_setting_t *list = config_setting_get_member(root, "vision");
+    if (!list)
+        return CORE_OK;
+    if (config_setting_type(list) != CONFIG_TYPE_LIST)
+        return cfg_fail(x, list, "'vision' must be a list ( {...}, ... ), not %s",
+                        cfg_type_name(config_setting_type(list)));
+    int n = config_setting_length(list);
+    if (n > CFG_MAX_VISION)
+        return cfg_fail(x, list, "'vision' has %d entries, at most %d are allowed", n,
+                        CFG_MAX_VISION);
+    if (n > 0) {
+        c->vision = calloc((size_t)n, sizeof(*c->vision));
+        CFG_OOM(c->vision);
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+            return cfg_fail(x, g, "vision[%d] must be a group { id = ...; cfg = ...; }", i);
+        CFG_TRY(cfg_check_keys(x, g, "a vision model", keys));
+        cfg_vision *v = &c->vision[c->n_vision++];
+        const char *id = NULL;
+        const config_setting_t *at;
+        CFG_TRY(cfg_str(x, g, "id", true, &at, &id));
+        if (!cfg_id_ok(id))
+            return cfg_fail(x, at, "vision model id '%s' must be 1-128 of [A-Za-z0-9._:-/@]",
+                            id);
+        /* /v1/models lists both kinds: one namespace. */
+        if (cfg_find_model(c, id))
+            return cfg_fail(x, at, "vision model id '%s' is also a chat model's id", id);
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->vision[j].id, id) == 0)
+                return cfg_fail(x, at, "vision model id '%s' is used twice", id);
+        v->id = strdup(id);
+        CFG_OOM(v->id);
+        CFG_TRY(cfg_file(x, g, "cfg", true, id, &v->cfg));
+        CFG_TRY(cfg_file(x, g, "weights", true, id, &v->weights));
+        CFG_TRY(cfg_file(x, g, "names", false, id, &v->names));
+        long long threads = 0;
+        CFG_TRY(cfg_int(x, g, "threads", false, 0, 256, &threads));
+        v->threads = (int)threads;
+    }
+out:
+    return rc;
+}
+
+static int cfg_images_load(cfg_ctx *x, const config_setting_t *root, cfg *c)
+{
+    static const char *const keys[] = {"max_bytes", "max_width", "max_height", "max_pixels",
+                                       NULL};
+    int rc = CORE_OK;
+    const config_setting_t *g;
+    CFG_TRY(cfg_group(x, root, "images", keys, &g));
+    if (!g)
+        goto out;
+    long long v;
+    CFG_TRY(cfg_int(x, g, "max_bytes", false, 1024, 256LL << 20, &c->images.max_bytes));
+    v = c->images.max_width;
+    CFG_TRY(cfg_int(x, g, "max_width", false, 1, 65535, &v));
+    c->images.max_width = (int)v;
+    v = c->images.max_height;
+    CFG_TRY(cfg_int(x, g, "max_height", false, 1, 65535, &v));
+    c->images.max_height = (int)v;
+    CFG_TRY(cfg_int(x, g, "max_pixels", false, 1, 1LL << 32, &c->images.max_pixels));
+out:
+    return rc;
+}
+
 static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
 {
     static const char *const keys[] = {"socket",   "socket_group", "socket_mode",
                                        "pid_file", "log_file",     "log_level",
                                        "workers",  "shutdown_timeout_ms", "models",
                                        "limits",   "clients",      "npu",
-                                       "cache",    "budgets",      NULL};
+                                       "cache",    "budgets",      "qa",       "kb",
+                                       "vision",   "images",
+                                       NULL};
     int rc = CORE_OK;
     const config_setting_t *root = config_root_setting(lc);
     cfg *c = calloc(1, sizeof(*c));
@@ -455,7 +637,13 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
                        .max_wait_ms = 2000, .slice_tokens = 8, .slice_ms = 50, .reap_ms = 10};
     c->cache = (cfg_cache){.enabled = true, .map_size_mb = 256, .ttl_s = 3600,
                            .reader_check_s = 10};
-    c->budgets = (cfg_budgets){.enabled = true, .map_size_mb = 16};
+    c->budgets = (cfg_budgets){.enabled = true, .map_size_mb = 16, .tokens_per_day = 1000000,
+                               .tokens_per_month = 20000000};
+    c->kb = (cfg_kb){.enabled = true, .map_size_mb = 256, .chunk_bytes = 1000,
+                      .overlap_bytes = 150, .max_document_bytes = 8 << 20};
+    c->images = (cfg_images){.max_bytes = 16 << 20, .max_width = 8192, .max_height = 8192,
+                             .max_pixels = 40000000};
+    c->qa = (cfg_qa){.top_k = 4, .min_score = 1.0, .max_question_bytes = 2000, .max_tokens = 256};
     CFG_TRY(cfg_check_keys(x, root, NULL, keys));
 
     const char *s = NULL;
@@ -522,6 +710,10 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
     CFG_TRY(cfg_npu_load(x, root, c));
     CFG_TRY(cfg_cache_load(x, root, c));
     CFG_TRY(cfg_budgets_load(x, root, c));
+    CFG_TRY(cfg_kb_load(x, root, c));
+    CFG_TRY(cfg_qa_load(x, root, c));
+    CFG_TRY(cfg_vision_load(x, root, c));
+    CFG_TRY(cfg_images_load(x, root, c));
     *out = c;
     c = NULL;
 out:
@@ -606,6 +798,16 @@ void cfg_free(cfg *c)
     free(c->npu.lock_file);
     free(c->cache.path);
     free(c->budgets.path);
+    free(c->kb.path);
+    free(c->kb.embedding_model);
+    free(c->qa.model);
+    for (size_t i = 0; i < c->n_vision; i++) {
+        free(c->vision[i].id);
+        free(c->vision[i].cfg);
+        free(c->vision[i].weights);
+        free(c->vision[i].names);
+    }
+    free(c->vision);
     free(c->file);
     free(c->socket);
     free(c->socket_group);

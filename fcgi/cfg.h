@@ -19,6 +19,7 @@
 
 #define CFG_MAX_WORKERS 64
 #define CFG_MAX_MODELS 8
+#define CFG_MAX_VISION 8
 
 typedef struct {
     char *id;            /* the name requests use in "model" */
@@ -27,6 +28,22 @@ typedef struct {
     int threads;         /* 0: one per online CPU */
     int n_ctx;           /* 0: the model's own */
 } cfg_model;
+
+/* vision = ( { ... } ): detectors of POST /v1/vision/detect (detect.h). */
+typedef struct {
+    char *id;      /* the name requests use in "model"; unique among all models */
+    char *cfg;     /* absolute darknet .cfg path */
+    char *weights; /* absolute .weights path */
+    char *names;   /* absolute class names path; NULL: "class N" */
+    int threads;   /* 0: one per online CPU */
+} cfg_vision;
+
+/* images = { ... }: limits on images sent to vision endpoints (image.h). */
+typedef struct {
+    long long max_bytes;  /* encoded image bytes (after base64 decoding) */
+    int max_width, max_height;
+    long long max_pixels; /* width x height */
+} cfg_images;
 
 typedef struct {
     char *id;           /* EDGEGATE_CLIENT value */
@@ -64,6 +81,25 @@ typedef struct {
     bool charge_cache_hits;
 } cfg_budgets;
 
+/* kb = { ... }: the knowledge base (kb.h). */
+typedef struct {
+    bool enabled;
+    char *path;                 /* absolute; default: beside the socket, kb.mdb */
+    long long map_size_mb;
+    long long chunk_bytes, overlap_bytes;
+    long long max_document_bytes;
+    char *embedding_model;      /* embedding model id; NULL: BM25 only */
+} cfg_kb;
+
+/* qa = { ... }: POST /v1/qa (qa.h). */
+typedef struct {
+    char *model;            /* chat model for answers; NULL: models[0] */
+    int top_k;              /* chunks retrieved when a request names none (1..20) */
+    double min_score;       /* best BM25 score below: "not in the knowledge base" */
+    int max_question_bytes; /* longer questions are a 400 */
+    int max_tokens;         /* answer tokens when a request names none */
+} cfg_qa;
+
 typedef struct {
     long max_body_bytes;
     int default_max_tokens; /* when a request names none */
@@ -91,6 +127,11 @@ typedef struct {
     cfg_npu npu;
     cfg_cache cache;
     cfg_budgets budgets;
+    cfg_kb kb;
+    cfg_qa qa;
+    cfg_vision *vision; /* may be empty */
+    size_t n_vision;
+    cfg_images images;
 } cfg;
 
 int cfg_load(const char *path, cfg **out, char *msg, size_t msg_size);

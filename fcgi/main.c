@@ -3,6 +3,8 @@
  *   edgegate-fcgi -c CONFIG [--test-config]
  *   edgegate-fcgi -c CONFIG --cache-stats | --cache-purge JSON
  *                           | --budgets | --budget CLIENT | --budget-reset CLIENT
+ *                           | --kb-ingest PATH... | --kb-list | --kb-delete ID
+ *                           | --kb-reembed | --kb-search QUERY [MODE [TOP_K]]
  *
  * --test-config parses and validates CONFIG, prints "config ok" or
  * "FILE:LINE: what is wrong", and exits 0 or 1. The operator commands open
@@ -17,6 +19,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "core_err.h"
+#include "kbadmin.h"
 #include "master.h"
 #include "sbuf.h"
 
@@ -79,9 +82,17 @@ static void main_usage(FILE *f)
           "  --cache-stats         response cache statistics\n"
           "  --cache-purge JSON    purge: {\"all\":true} {\"model\":ID} {\"client\":ID}\n"
           "                        {\"older_than_s\":N} {\"key\":HEX}\n"
+          "                        {\"kb_version_below\":N} (QA answers of older KBs)\n"
           "  --budgets             token usage of every client\n"
           "  --budget CLIENT       one client's usage\n"
-          "  --budget-reset CLIENT forget a client's usage\n",
+          "  --budget-reset CLIENT forget a client's usage\n"
+          "  --kb-ingest PATH...   add or replace documents (files; directories recursively:\n"
+          "                        .txt .md .markdown .html .htm), a JSON line each\n"
+          "  --kb-list             knowledge base documents and statistics\n"
+          "  --kb-delete ID        remove a document\n"
+          "  --kb-reembed          vectors for chunks without one (kb.embedding_model)\n"
+          "  --kb-search QUERY [MODE [TOP_K]]\n"
+          "                        the best chunks (MODE auto|bm25|dense|hybrid, TOP_K 5)\n",
           f);
 }
 
@@ -91,6 +102,9 @@ int main(int argc, char **argv)
     int test_only = 0;
     main_cmd cmd = MAIN_SERVE;
     const char *arg = NULL;
+    const char *kb_op = NULL;
+    const char *const *kb_args = NULL;
+    size_t kb_n = 0;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
@@ -107,6 +121,22 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--budget-reset") == 0 && i + 1 < argc) {
             cmd = MAIN_BUDGET_RESET;
             arg = argv[++i];
+        } else if (strcmp(argv[i], "--kb-ingest") == 0 && i + 1 < argc) {
+            kb_op = "ingest";
+            kb_args = (const char *const *)argv + i + 1;
+            for (kb_n = 0; i + 1 < argc && argv[i + 1][0] != '-'; kb_n++)
+                i++;
+        } else if (strcmp(argv[i], "--kb-list") == 0 || strcmp(argv[i], "--kb-reembed") == 0) {
+            kb_op = argv[i][5] == 'l' ? "list" : "reembed";
+        } else if (strcmp(argv[i], "--kb-delete") == 0 && i + 1 < argc) {
+            kb_op = "delete";
+            kb_args = (const char *const *)argv + ++i;
+            kb_n = 1;
+        } else if (strcmp(argv[i], "--kb-search") == 0 && i + 1 < argc) {
+            kb_op = "search"; /* QUERY [MODE [TOP_K]] */
+            kb_args = (const char *const *)argv + ++i;
+            for (kb_n = 1; kb_n < 3 && i + 1 < argc && argv[i + 1][0] != '-'; kb_n++)
+                i++;
         } else if (strcmp(argv[i], "--test-config") == 0 || strcmp(argv[i], "-t") == 0) {
             test_only = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -132,6 +162,11 @@ int main(int argc, char **argv)
         puts("config ok");
         cfg_free(c);
         return 0;
+    }
+    if (kb_op) {
+        int status = kbadmin_cli(c, kb_op, kb_args, kb_n);
+        cfg_free(c);
+        return status;
     }
     if (cmd != MAIN_SERVE) {
         int status = main_operator(c, cmd, arg);

@@ -158,8 +158,8 @@ void metrics_request_end(metrics *m, int slot, const metrics_sample *x)
 
 const char *metrics_endpoint_name(metrics_endpoint ep)
 {
-    static const char *const names[METRICS_EP_COUNT] = {"chat",    "models", "health",
-                                                        "metrics", "admin",  "other"};
+    static const char *const names[METRICS_EP_COUNT] = {
+        "chat", "models", "health", "metrics", "admin", "qa", "vision", "embeddings", "other"};
     return ep < METRICS_EP_COUNT ? names[ep] : "other";
 }
 

@@ -26,6 +26,9 @@ typedef enum {
     METRICS_EP_HEALTH,
     METRICS_EP_METRICS,
     METRICS_EP_ADMIN,
+    METRICS_EP_QA,
+    METRICS_EP_VISION,
+    METRICS_EP_EMBED,
     METRICS_EP_OTHER,
     METRICS_EP_COUNT
 } metrics_endpoint;

@@ -270,16 +270,7 @@ static int req_top(arena *a, const req_limits *lim, const json_value *root, req_
 {
     const json_value *model = NULL, *messages = NULL, *mt = NULL, *mct = NULL;
     int rc = CORE_OK;
-    /* Bounds the duplicate-key scan below, which is quadratic. */
-    if (root->u.kids.n > 64)
-        return api_fail(e, 400, NULL, "invalid_value",
-                        "The request has %zu members; no valid request has more than 64.",
-                        root->u.kids.n);
     for (const json_value *k = root->u.kids.first; k; k = k->next) {
-        if (!json_utf8_valid(k->key, k->key_len) || memchr(k->key, '\0', k->key_len))
-            return api_fail(e, 400, NULL, "invalid_encoding", "A member name is not valid UTF-8.");
-        if (json_get(root, k->key) != k)
-            return api_fail(e, 400, k->key, "invalid_value", "'%.40s' is given twice.", k->key);
         if (req_key_is(k, "model"))
             model = k;
         else if (req_key_is(k, "messages"))
@@ -388,15 +379,44 @@ static int req_top(arena *a, const req_limits *lim, const json_value *root, req_
     return CORE_OK;
 }
 
-int req_parse_chat(arena *a, const char *body, size_t len, const req_limits *lim,
-                   req_chat *out, api_error *e)
+static int req_hex(int c)
 {
-    memset(out, 0, sizeof(*out));
-    out->temperature = 1.0;
-    out->top_p = 1.0;
-    json_value *root;
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+char *req_unescape(arena *a, const char *s, size_t n, size_t *len)
+{
+    char *o = arena_alloc(a, n + 1), *w = o;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            *w++ = ' ';
+        } else if (s[i] == '%') {
+            int h = i + 2 < n ? req_hex((unsigned char)s[i + 1]) : -1;
+            int l = i + 2 < n ? req_hex((unsigned char)s[i + 2]) : -1;
+            if (h < 0 || l < 0 || (h | l) == 0)
+                return NULL;
+            *w++ = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            *w++ = s[i];
+        }
+    }
+    *w = '\0';
+    if (len)
+        *len = (size_t)(w - o);
+    return o;
+}
+
+int req_parse_object(arena *a, const char *body, size_t len, size_t max_members,
+                     json_value **root, api_error *e)
+{
     char why[160];
-    int rc = json_parse(a, body, len, &root, why, sizeof(why));
+    int rc = json_parse(a, body, len, root, why, sizeof(why));
     if (rc == CORE_ENOMEM) {
         api_fail(e, 500, NULL, NULL, "Out of memory.");
         return CORE_ENOMEM;
@@ -404,10 +424,31 @@ int req_parse_chat(arena *a, const char *body, size_t len, const req_limits *lim
     if (rc)
         return api_fail(e, 400, NULL, "invalid_json",
                         "We could not parse the JSON body of your request (%s).", why);
-    if (root->type != JSON_OBJECT)
+    const json_value *o = *root;
+    if (o->type != JSON_OBJECT)
         return api_fail(e, 400, NULL, "invalid_json",
-                        "The request body must be a JSON object, not %s.",
-                        json_type_name(root->type));
-    rc = req_top(a, lim, root, out, e);
-    return rc;
+                        "The request body must be a JSON object, not %s.", json_type_name(o->type));
+    /* bounds the duplicate scan below, which is quadratic */
+    if (o->u.kids.n > max_members)
+        return api_fail(e, 400, NULL, "invalid_value",
+                        "The request has %zu members; no valid request has more than %zu.",
+                        o->u.kids.n, max_members);
+    for (const json_value *k = o->u.kids.first; k; k = k->next) {
+        if (!json_utf8_valid(k->key, k->key_len) || memchr(k->key, '\0', k->key_len))
+            return api_fail(e, 400, NULL, "invalid_encoding", "A member name is not valid UTF-8.");
+        if (json_get(o, k->key) != k)
+            return api_fail(e, 400, k->key, "invalid_value", "'%.40s' is given twice.", k->key);
+    }
+    return CORE_OK;
+}
+
+int req_parse_chat(arena *a, const char *body, size_t len, const req_limits *lim,
+                   req_chat *out, api_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    out->temperature = 1.0;
+    out->top_p = 1.0;
+    json_value *root;
+    int rc = req_parse_object(a, body, len, 64, &root, e);
+    return rc ? rc : req_top(a, lim, root, out, e);
 }

@@ -21,6 +21,7 @@
 
 #include "arena.h"
 #include "core.h"
+#include "json.h"
 
 #define REQ_MAX_STOP 4
 
@@ -57,6 +58,19 @@ typedef struct {
     bool stream, include_usage;
     const char *user; /* NULL: not given */
 } req_chat;
+
+/* The body of every JSON endpoint: one object of at most max_members
+ * members whose names are valid UTF-8 (no NUL) and distinct, so handlers
+ * look members up without surprises. *root lives in a. CORE_OK; CORE_EINVAL
+ * with e filled (400 invalid_json, or invalid_value naming the member);
+ * CORE_ENOMEM (e: 500). */
+int req_parse_object(arena *a, const char *body, size_t len, size_t max_members,
+                     json_value **root, api_error *e);
+
+/* Percent-decodes s[0..n) of a query string ('+' is a space) into a; the
+ * result is NUL-terminated, its length in *len (may be NULL). NULL when a
+ * '%' is not followed by two hex digits, on %00, or out of memory. */
+char *req_unescape(arena *a, const char *s, size_t n, size_t *len);
 
 /* CORE_OK; CORE_EINVAL with e filled (status 400); CORE_ENOMEM (e: 500). */
 int req_parse_chat(arena *a, const char *body, size_t len, const req_limits *lim,

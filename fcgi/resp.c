@@ -229,7 +229,8 @@ int resp_sse_done(sbuf *out)
     return sbuf_puts(out, "data: [DONE]\n\n") ? CORE_ENOMEM : CORE_OK;
 }
 
-int resp_models(sbuf *out, const char *const *ids, size_t n, long long created)
+int resp_models(sbuf *out, const char *const *ids, const char *const *types, size_t n,
+                long long created)
 {
     size_t mark = out->len;
     yajl_gen g = resp_gen(out);
@@ -242,6 +243,8 @@ int resp_models(sbuf *out, const char *const *ids, size_t n, long long created)
         ok = ok && resp_key(g, "object") && resp_cstr(g, "model");
         ok = ok && resp_key(g, "created") && resp_int(g, created);
         ok = ok && resp_key(g, "owned_by") && resp_cstr(g, "edgegate");
+        if (types && types[i])
+            ok = ok && resp_key(g, "type") && resp_cstr(g, types[i]);
         ok = ok && yajl_gen_map_close(g) == yajl_gen_status_ok;
     }
     ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;

@@ -47,7 +47,11 @@ int resp_sse_done(sbuf *out);
 
 /* {"error":{"message","type","param","code"}} */
 int resp_error(sbuf *out, const api_error *e);
-/* {"object":"list","data":[{"id","object":"model","created","owned_by"}]} */
-int resp_models(sbuf *out, const char *const *ids, size_t n, long long created);
+/* {"object":"list","data":[{"id","object":"model","created","owned_by","type"}]}
+ * type (edgegate's own field: "chat", "embedding" or "detection", so clients
+ * can tell which endpoint takes the model) is left out where types[i] or
+ * types is NULL. */
+int resp_models(sbuf *out, const char *const *ids, const char *const *types, size_t n,
+                long long created);
 
 #endif

@@ -4,7 +4,8 @@
  * params used: REQUEST_METHOD, DOCUMENT_URI (else SCRIPT_NAME, else
  * REQUEST_URI without its query), CONTENT_LENGTH, REQUEST_ID,
  * EDGEGATE_CLIENT, EDGEGATE_ADMIN, EDGEGATE_START_MSEC, EDGEGATE_CACHE_CONTROL
- * (the request's Cache-Control header), REMOTE_ADDR.
+ * (the request's Cache-Control header), REMOTE_ADDR; CONTENT_TYPE and
+ * QUERY_STRING for /v1/vision/detect (vision.c).
  *
  * A chat request goes: parse, template, tokenize -> response cache lookup
  * (deterministic requests only; a hit never touches the NPU) -> token budget
@@ -41,21 +42,26 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "kbadmin.h"
 #include "arena.h"
 #include "budget.h"
 #include "cache.h"
 #include "core.h"
 #include "elog.h"
+#include "embed.h"
 #include "health.h"
 #include "npu.h"
+#include "qa.h"
 #include "req.h"
 #include "resp.h"
 #include "sbuf.h"
+#include "vision.h"
 #include "worker_impl.h"
 
 static volatile sig_atomic_t worker_stop;
 static volatile sig_atomic_t worker_deadline_fired;
 static core_model *volatile worker_busy_model; /* the model the deadline aborts */
+static det_model *volatile worker_busy_det;    /* or the detector */
 
 long long worker_now_us(void)
 {
@@ -77,6 +83,9 @@ static void worker_on_alarm(int sig)
     core_model *m = worker_busy_model;
     if (m)
         core_abort(m);
+    det_model *d = worker_busy_det;
+    if (d)
+        det_abort(d);
 }
 
 static void worker_arm_deadline(long long us)
@@ -87,6 +96,23 @@ static void worker_arm_deadline(long long us)
         it.it_value.tv_usec = us % 1000000;
     }
     setitimer(ITIMER_REAL, &it, NULL);
+}
+
+void worker_deadline_det(worker_state *w, det_model *d, long long t0)
+{
+    worker_deadline_fired = 0;
+    worker_busy_det = d;
+    if (w->cfg->limits.deadline_ms > 0) {
+        long long left = t0 + (long long)w->cfg->limits.deadline_ms * 1000 - worker_now_us();
+        worker_arm_deadline(left > 0 ? left : 1);
+    }
+}
+
+bool worker_deadline_end(void)
+{
+    worker_arm_deadline(0);
+    worker_busy_det = NULL;
+    return worker_deadline_fired;
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -101,9 +127,11 @@ static const char *worker_reason(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     }
     return "Unknown";
 }
@@ -151,7 +179,7 @@ int worker_headers(worker_req *q, int status, const char *type, long long length
 
 /* q->hdr from q->xcache and q->quota (OpenAI's rate-limit header names;
  * left out when no limit applies). */
-static void worker_set_hdr(worker_req *q)
+void worker_set_hdr(worker_req *q)
 {
     size_t n = 0;
     q->hdr[0] = '\0';
@@ -180,9 +208,23 @@ void worker_set_quota(worker_req *q, const budget_quota *bq)
 void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
                  const char *extra)
 {
+    if (body->oom) { /* the body is cut short: never send it */
+        static const char oom[] = "{\"error\":{\"message\":\"Out of memory.\",\"type\":"
+                                  "\"server_error\",\"param\":null,\"code\":null}}";
+        snprintf(q->error, sizeof(q->error), "out of memory building the reply");
+        if (worker_headers(q, 500, "application/json", (long long)sizeof oom - 1, NULL) == 0)
+            worker_put(q, oom, sizeof oom - 1);
+        return;
+    }
     size_t len = body->data ? body->len : 0;
     if (worker_headers(q, status, type, (long long)len, extra) == 0)
         worker_put(q, body->data ? body->data : "", len);
+}
+
+int worker_sse_headers(worker_req *q)
+{
+    return worker_headers(q, 200, "text/event-stream", -1,
+                          "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
 }
 
 void worker_send_error(worker_state *w, worker_req *q, const api_error *e,
@@ -247,7 +289,11 @@ static void worker_request_id(worker_req *q)
 /* Reads the body into the arena. Returns 0, or sends the error itself. */
 int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *len)
 {
-    long max = w->cfg->limits.max_body_bytes;
+    return worker_read_body_max(w, q, w->cfg->limits.max_body_bytes, out, len);
+}
+
+int worker_read_body_max(worker_state *w, worker_req *q, long max, char **out, size_t *len)
+{
     const char *cl = worker_param(q, "CONTENT_LENGTH");
     long want = -1;
     if (cl && *cl) {
@@ -297,12 +343,11 @@ int worker_read_body(worker_state *w, worker_req *q, char **out, size_t *len)
 
 /* ---- /v1/chat/completions ---------------------------------------------- */
 
+/* One generation in progress (worker_generate()). */
 typedef struct {
     worker_state *w;
     worker_req *q;
-    const resp_meta *meta;
-    const req_chat *rq;
-    sbuf *text;          /* non-streaming (or cacheable): the whole answer */
+    const worker_gen_params *p;
     bool collect;        /* streaming: keep the text too (for the cache) */
     long long deadline;  /* monotonic us; 0: none */
 } worker_gen;
@@ -311,17 +356,14 @@ static int worker_on_token(void *user, int32_t tok, const char *text, size_t len
 {
     (void)tok;
     worker_gen *g = user;
-    if (g->rq->stream) {
+    if (g->p->on_text) {
         if (len) {
-            sbuf_clear(&g->w->chunk);
-            if (resp_sse_text(&g->w->chunk, g->meta, text, len, g->rq->include_usage) != 0)
-                return 1;
-            if (worker_put(g->q, g->w->chunk.data, g->w->chunk.len) || worker_flush(g->q))
+            if (g->p->on_text(g->p->user, text, len))
                 return 1; /* the client went away: stop spending the CPU on it */
-            if (g->collect && sbuf_put(g->text, text, len))
+            if (g->collect && sbuf_put(g->p->text, text, len))
                 g->collect = false; /* text.oom now keeps it out of the cache */
         }
-    } else if (len && sbuf_put(g->text, text, len)) {
+    } else if (len && sbuf_put(g->p->text, text, len)) {
         return 1;
     }
     /* One token of the slice; past the slice, others get the NPU first. */
@@ -344,10 +386,11 @@ static uint64_t worker_random_seed(void)
     return s;
 }
 
-static int worker_context_error(worker_state *w, worker_req *q, int n_ctx, size_t n_prompt)
+static int worker_context_error(worker_state *w, worker_req *q, const char *param, int n_ctx,
+                                size_t n_prompt)
 {
     api_error e;
-    api_fail(&e, 400, "messages", "context_length_exceeded",
+    api_fail(&e, 400, param, "context_length_exceeded",
              "This model's maximum context length is %d tokens. However, your messages "
              "resulted in %zu tokens.",
              n_ctx, n_prompt);
@@ -405,6 +448,25 @@ void worker_npu_busy(worker_state *w, worker_req *q, const npu_grant *g)
     worker_send_error(w, q, &e, extra);
 }
 
+int worker_npu_acquire(worker_state *w, worker_req *q, int cls)
+{
+    if (!w->npu)
+        return 0;
+    npu_grant grant;
+    int rc = npu_acquire(w->npu, cls, &grant);
+    if (rc != CORE_OK) {
+        worker_fail(w, q, 500, NULL, "The NPU arbiter failed: %s.", core_strerror(rc));
+        return -1;
+    }
+    q->has_npu_wait = true;
+    q->npu_wait_us = (long long)grant.wait_us;
+    if (grant.outcome != NPU_GRANTED) {
+        worker_npu_busy(w, q, &grant);
+        return -1;
+    }
+    return 0;
+}
+
 /* The cache key: everything that changes the answer, in a fixed order. The
  * rendered prompt is the normal form of the messages (roles, contents and
  * the template); stream, include_usage and user do not change the text. */
@@ -440,10 +502,14 @@ static void worker_chat_key(worker_state *w, worker_req *q, size_t mi, const req
     cache_key_final(&kb, key);
 }
 
-/* Answers from a cache entry: no NPU, no generation. Hits are free unless
- * budgets.charge_cache_hits. */
-static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
-                            const cache_info *info)
+bool worker_no_cache(worker_req *q)
+{
+    const char *cc = worker_param(q, "EDGEGATE_CACHE_CONTROL");
+    return cc && (strcasestr(cc, "no-cache") || strcasestr(cc, "no-store"));
+}
+
+/* Hits are free unless budgets.charge_cache_hits. */
+int worker_charge_hit(worker_state *w, worker_req *q, const cache_info *info)
 {
     if (w->budget && w->cfg->budgets.charge_cache_hits) {
         long long cost = info->prompt_tokens + info->completion_tokens;
@@ -455,17 +521,26 @@ static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
             snprintf(q->error, sizeof(q->error), "budget: %s", budget_errmsg(w->budget));
             worker_fail(w, q, 500, NULL, "The token budget store failed: %s.",
                         core_strerror(rc));
-            return;
+            return -1;
         }
         worker_set_quota(q, &bq);
         if (!granted) {
             worker_quota_error(w, q, &bq, cost);
-            return;
+            return -1;
         }
         worker_settle(w, q, &res, true, cost);
     }
     q->xcache = "HIT";
     worker_set_hdr(q);
+    return 0;
+}
+
+/* Answers from a cache entry: no NPU, no generation. */
+static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
+                            const cache_info *info)
+{
+    if (worker_charge_hit(w, q, info))
+        return;
     q->prompt_tokens = info->prompt_tokens;
     q->completion_tokens = info->completion_tokens;
     const char *finish = strcmp(info->finish, "length") == 0 ? "length" : "stop";
@@ -479,14 +554,10 @@ static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
     if (!rq->stream) {
         sbuf_clear(&w->body);
         resp_completion(&w->body, &meta, text, len, finish, &usage, false);
-        if (w->body.oom)
-            worker_fail(w, q, 500, NULL, "Out of memory.");
-        else
-            worker_send(q, 200, "application/json", &w->body, NULL);
+        worker_send(q, 200, "application/json", &w->body, NULL);
         return;
     }
-    if (worker_headers(q, 200, "text/event-stream", -1,
-                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") != 0)
+    if (worker_sse_headers(q) != 0)
         return;
     sbuf_clear(&w->chunk);
     resp_sse_role(&w->chunk, &meta, rq->include_usage);
@@ -505,10 +576,185 @@ static void worker_chat_hit(worker_state *w, worker_req *q, const req_chat *rq,
         worker_flush(q);
 }
 
+/* Streaming chat: the SSE events of worker_generate()'s hooks. */
+typedef struct {
+    worker_state *w;
+    worker_req *q;
+    const resp_meta *meta;
+    const req_chat *rq;
+} worker_chat_sse;
+
+static void worker_chat_start(void *user)
+{
+    worker_chat_sse *x = user;
+    if (worker_sse_headers(x->q) == 0) {
+        sbuf_clear(&x->w->chunk);
+        resp_sse_role(&x->w->chunk, x->meta, x->rq->include_usage);
+        if (worker_put(x->q, x->w->chunk.data, x->w->chunk.len) == 0)
+            worker_flush(x->q);
+    }
+}
+
+static int worker_chat_text(void *user, const char *text, size_t len)
+{
+    worker_chat_sse *x = user;
+    sbuf_clear(&x->w->chunk);
+    if (resp_sse_text(&x->w->chunk, x->meta, text, len, x->rq->include_usage) != 0)
+        return 1;
+    return worker_put(x->q, x->w->chunk.data, x->w->chunk.len) || worker_flush(x->q);
+}
+
+bool worker_gen_whole(const worker_req *q, const worker_gen_result *r)
+{
+    return r->rc == CORE_OK && !q->disconnected && !q->deadline_hit && !r->budget_cut;
+}
+
+bool worker_gen_ended(worker_state *w, worker_req *q, const worker_gen_result *r, bool stream)
+{
+    q->finish = q->deadline_hit || r->res.finish == CORE_FINISH_LENGTH ? "length" : "stop";
+    if (q->disconnected) {
+        q->status = 499;
+        q->finish = "disconnected";
+        elog_ev(ELOG_INFO, "client disconnected; generation stopped",
+                ELOG_S("request_id", q->req_id), ELOG_I("completion_tokens", q->completion_tokens));
+        return true;
+    }
+    if (r->rc == CORE_OK)
+        return false;
+    api_error e;
+    snprintf(q->error, sizeof(q->error), "%s", r->msg);
+    api_fail(&e, 500, NULL, NULL, "Generation failed: %s.", core_strerror(r->rc));
+    if (stream) {
+        sbuf_clear(&w->chunk);
+        resp_sse_error(&w->chunk, &e);
+        resp_sse_done(&w->chunk);
+        worker_put(q, w->chunk.data, w->chunk.len);
+        q->status = 500;
+    } else {
+        worker_send_error(w, q, &e, NULL);
+    }
+    return true;
+}
+
+int worker_generate(worker_state *w, worker_req *q, const worker_gen_params *p,
+                    worker_gen_result *out)
+{
+    const cfg *c = w->cfg;
+    core_model *m = w->models[p->mi];
+    long max_tokens = p->max_tokens;
+    size_t n_prompt = p->n_prompt;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    out->res = (core_gen_result){0, CORE_FINISH_LENGTH};
+    q->prompt_tokens = (long long)n_prompt;
+
+    /* Budget: reserve the most this request may spend; settled below. */
+    budget_res bres;
+    bool reserved = false;
+    if (w->budget) {
+        bool granted = false;
+        budget_quota bq;
+        long long want_tok = (long long)n_prompt + max_tokens;
+        rc = budget_reserve(w->budget, q->client, want_tok, (long long)n_prompt + 1, &bres,
+                            &granted, &bq);
+        if (rc != CORE_OK) {
+            snprintf(q->error, sizeof(q->error), "budget: %s", budget_errmsg(w->budget));
+            worker_fail(w, q, 500, NULL, "The token budget store failed: %s.",
+                        core_strerror(rc));
+            return -1;
+        }
+        worker_set_quota(q, &bq);
+        if (!granted) {
+            worker_quota_error(w, q, &bq, (long long)n_prompt + 1);
+            return -1;
+        }
+        reserved = true;
+        if (bres.granted < want_tok) {
+            max_tokens = (long)(bres.granted - (long long)n_prompt);
+            out->budget_cut = true;
+        }
+    }
+
+    /* The NPU: a bounded wait, before the deadline timer runs. */
+    if (w->npu) {
+        npu_grant grant;
+        rc = npu_acquire(w->npu, p->npu_class, &grant);
+        if (rc != CORE_OK) {
+            worker_settle(w, q, &bres, reserved, 0);
+            worker_fail(w, q, 500, NULL, "The NPU arbiter failed: %s.", core_strerror(rc));
+            return -1;
+        }
+        q->has_npu_wait = true;
+        q->npu_wait_us = (long long)grant.wait_us;
+        if (grant.outcome != NPU_GRANTED) {
+            worker_settle(w, q, &bres, reserved, 0);
+            worker_npu_busy(w, q, &grant);
+            return -1;
+        }
+    }
+
+    long long deadline = 0;
+    if (c->limits.deadline_ms > 0) {
+        deadline = p->t0 + (long long)c->limits.deadline_ms * 1000;
+        long long left = deadline - worker_now_us();
+        worker_arm_deadline(left > 0 ? left : 1);
+    }
+    worker_deadline_fired = 0;
+    worker_busy_model = m;
+
+    core_reset(m);
+    rc = core_prefill(m, p->toks, n_prompt, out->msg, sizeof(out->msg));
+    if (rc == CORE_ECONTEXT) {
+        worker_busy_model = NULL;
+        worker_arm_deadline(0);
+        worker_npu_release(w);
+        worker_settle(w, q, &bres, reserved, 0);
+        worker_context_error(w, q, p->ctx_param, w->n_ctx[p->mi], n_prompt);
+        return -1;
+    }
+    bool prefill_cut = rc == CORE_EABORTED || (rc == CORE_OK && deadline && worker_now_us() >= deadline);
+    if (rc != CORE_OK && rc != CORE_EABORTED) {
+        worker_busy_model = NULL;
+        worker_arm_deadline(0);
+        worker_npu_release(w);
+        worker_settle(w, q, &bres, reserved, 0);
+        snprintf(q->error, sizeof(q->error), "%s", out->msg);
+        worker_fail(w, q, 500, NULL, "Prefill failed: %s.", core_strerror(rc));
+        return -1;
+    }
+    if (p->on_start)
+        p->on_start(p->user);
+
+    rc = CORE_OK;
+    if (prefill_cut) {
+        q->deadline_hit = true;
+    } else if (!q->disconnected) {
+        core_gen_params gp = {.max_tokens = (int)max_tokens,
+                              .sampling = p->sampling,
+                              .stop = p->stop,
+                              .n_stop = p->n_stop};
+        worker_gen g = {.w = w, .q = q, .p = p, .collect = p->collect, .deadline = deadline};
+        long long g0 = worker_now_us();
+        rc = core_generate(m, &gp, worker_on_token, &g, &out->res, out->msg, sizeof(out->msg));
+        q->gen_us = worker_now_us() - g0;
+        q->completion_tokens = (long long)out->res.n_tokens;
+        if (worker_deadline_fired && out->res.finish == CORE_FINISH_ABORT)
+            q->deadline_hit = true;
+    }
+    worker_busy_model = NULL;
+    worker_arm_deadline(0);
+    /* Nobody waits on us while we write the last chunks to nginx. */
+    worker_npu_release(w);
+    /* Charged what was computed: a disconnect or a deadline pays for its
+     * tokens, the rest of the reservation goes back. */
+    worker_settle(w, q, &bres, reserved, q->prompt_tokens + q->completion_tokens);
+    out->rc = rc;
+    return 0;
+}
+
 static void worker_chat(worker_state *w, worker_req *q, long long t0)
 {
     const cfg *c = w->cfg;
-    char msg[256] = "";
     api_error e;
     char *body;
     size_t body_len;
@@ -530,16 +776,10 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     }
     q->model = rq.model;
     q->stream = rq.stream;
-    size_t mi = 0;
-    while (mi < c->n_models && strcmp(w->ids[mi], rq.model) != 0)
-        mi++;
-    core_model *m = mi < c->n_models ? w->models[mi] : NULL;
-    if (!m) {
-        worker_fail(w, q, 503, "model_unavailable",
-                    "The model '%.64s' failed to load on this worker; see the pool's log.",
-                    rq.model);
+    long mi = worker_model_for(w, q, rq.model, false);
+    if (mi < 0)
         return;
-    }
+    core_model *m = w->models[mi];
 
     int cap = cfg_client_cap(c, q->client);
     long max_tokens = rq.max_tokens ? rq.max_tokens : c->limits.default_max_tokens;
@@ -581,14 +821,12 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     q->prompt_tokens = (long long)n_prompt;
     /* Room for at least one generated token. */
     if (n_prompt + 1 > (size_t)w->n_ctx[mi]) {
-        worker_context_error(w, q, w->n_ctx[mi], n_prompt);
+        worker_context_error(w, q, "messages", w->n_ctx[mi], n_prompt);
         return;
     }
 
     /* Response cache: only answers that a repeat would reproduce. */
-    const char *cc = worker_param(q, "EDGEGATE_CACHE_CONTROL");
-    bool no_cache = cc && (strcasestr(cc, "no-cache") || strcasestr(cc, "no-store"));
-    bool cacheable = w->cache && (rq.temperature == 0 || rq.has_seed) && !no_cache;
+    bool cacheable = w->cache && (rq.temperature == 0 || rq.has_seed) && !worker_no_cache(q);
     q->xcache = cacheable ? "MISS" : "BYPASS";
     worker_set_hdr(q);
     cache_key key;
@@ -608,148 +846,42 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         }
     }
 
-    /* Budget: reserve the most this request may spend; settled below. */
-    budget_res bres;
-    bool reserved = false, budget_cut = false;
-    if (w->budget) {
-        bool granted = false;
-        budget_quota bq;
-        long long want_tok = (long long)n_prompt + max_tokens;
-        rc = budget_reserve(w->budget, q->client, want_tok, (long long)n_prompt + 1, &bres,
-                            &granted, &bq);
-        if (rc != CORE_OK) {
-            snprintf(q->error, sizeof(q->error), "budget: %s", budget_errmsg(w->budget));
-            worker_fail(w, q, 500, NULL, "The token budget store failed: %s.",
-                        core_strerror(rc));
-            return;
-        }
-        worker_set_quota(q, &bq);
-        if (!granted) {
-            worker_quota_error(w, q, &bq, (long long)n_prompt + 1);
-            return;
-        }
-        reserved = true;
-        if (bres.granted < want_tok) {
-            max_tokens = (long)(bres.granted - (long long)n_prompt);
-            budget_cut = true;
-        }
-    }
-
-    /* The NPU: a bounded wait, before the deadline timer runs. */
-    if (w->npu) {
-        npu_grant grant;
-        rc = npu_acquire(w->npu, c->npu.chat_class, &grant);
-        if (rc != CORE_OK) {
-            worker_settle(w, q, &bres, reserved, 0);
-            worker_fail(w, q, 500, NULL, "The NPU arbiter failed: %s.", core_strerror(rc));
-            return;
-        }
-        q->has_npu_wait = true;
-        q->npu_wait_us = (long long)grant.wait_us;
-        if (grant.outcome != NPU_GRANTED) {
-            worker_settle(w, q, &bres, reserved, 0);
-            worker_npu_busy(w, q, &grant);
-            return;
-        }
-    }
-
-    long long deadline = 0;
-    if (c->limits.deadline_ms > 0) {
-        deadline = t0 + (long long)c->limits.deadline_ms * 1000;
-        long long left = deadline - worker_now_us();
-        worker_arm_deadline(left > 0 ? left : 1);
-    }
-    worker_deadline_fired = 0;
-    worker_busy_model = m;
-
-    core_reset(m);
-    rc = core_prefill(m, toks, n_prompt, msg, sizeof(msg));
-    if (rc == CORE_ECONTEXT) {
-        worker_busy_model = NULL;
-        worker_arm_deadline(0);
-        worker_npu_release(w);
-        worker_settle(w, q, &bres, reserved, 0);
-        worker_context_error(w, q, w->n_ctx[mi], n_prompt);
-        return;
-    }
-    bool prefill_cut = rc == CORE_EABORTED || (rc == CORE_OK && deadline && worker_now_us() >= deadline);
-    if (rc != CORE_OK && rc != CORE_EABORTED) {
-        worker_busy_model = NULL;
-        worker_arm_deadline(0);
-        worker_npu_release(w);
-        worker_settle(w, q, &bres, reserved, 0);
-        snprintf(q->error, sizeof(q->error), "%s", msg);
-        worker_fail(w, q, 500, NULL, "Prefill failed: %s.", core_strerror(rc));
-        return;
-    }
-
     char cid[96];
     snprintf(cid, sizeof(cid), "chatcmpl-%s", q->req_id);
     resp_meta meta = {.id = cid, .created = (long long)time(NULL), .model = rq.model};
     sbuf text;
     sbuf_init(&text);
-    if (rq.stream) {
-        if (worker_headers(q, 200, "text/event-stream", -1,
-                           "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n") == 0) {
-            sbuf_clear(&w->chunk);
-            resp_sse_role(&w->chunk, &meta, rq.include_usage);
-            if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
-                worker_flush(q);
-        }
+    worker_chat_sse cs = {.w = w, .q = q, .meta = &meta, .rq = &rq};
+    worker_gen_params gp = {.mi = mi,
+                            .toks = toks,
+                            .n_prompt = n_prompt,
+                            .max_tokens = max_tokens,
+                            .sampling = core_default_sampling(),
+                            .stop = rq.stop,
+                            .n_stop = rq.n_stop,
+                            .npu_class = c->npu.chat_class,
+                            .t0 = t0,
+                            .ctx_param = "messages",
+                            .on_start = rq.stream ? worker_chat_start : NULL,
+                            .on_text = rq.stream ? worker_chat_text : NULL,
+                            .user = &cs,
+                            .text = &text,
+                            .collect = cacheable};
+    gp.sampling.temperature = (float)rq.temperature;
+    gp.sampling.top_p = (float)rq.top_p;
+    gp.sampling.frequency_penalty = (float)rq.frequency_penalty;
+    gp.sampling.presence_penalty = (float)rq.presence_penalty;
+    gp.sampling.seed = rq.has_seed ? rq.seed : worker_random_seed();
+    worker_gen_result gr;
+    if (worker_generate(w, q, &gp, &gr)) {
+        sbuf_free(&text);
+        return;
     }
 
-    core_gen_result res = {0, CORE_FINISH_LENGTH};
-    rc = CORE_OK;
-    if (prefill_cut) {
-        q->deadline_hit = true;
-    } else if (!q->disconnected) {
-        core_gen_params gp = {.max_tokens = (int)max_tokens,
-                              .sampling = core_default_sampling(),
-                              .stop = rq.stop,
-                              .n_stop = rq.n_stop};
-        gp.sampling.temperature = (float)rq.temperature;
-        gp.sampling.top_p = (float)rq.top_p;
-        gp.sampling.frequency_penalty = (float)rq.frequency_penalty;
-        gp.sampling.presence_penalty = (float)rq.presence_penalty;
-        gp.sampling.seed = rq.has_seed ? rq.seed : worker_random_seed();
-        worker_gen g = {.w = w, .q = q, .meta = &meta, .rq = &rq, .text = &text,
-                        .collect = cacheable, .deadline = deadline};
-        long long g0 = worker_now_us();
-        rc = core_generate(m, &gp, worker_on_token, &g, &res, msg, sizeof(msg));
-        q->gen_us = worker_now_us() - g0;
-        q->completion_tokens = (long long)res.n_tokens;
-        if (worker_deadline_fired && res.finish == CORE_FINISH_ABORT)
-            q->deadline_hit = true;
-    }
-    worker_busy_model = NULL;
-    worker_arm_deadline(0);
-    /* Nobody waits on us while we write the last chunks to nginx. */
-    worker_npu_release(w);
-    /* Charged what was computed: a disconnect or a deadline pays for its
-     * tokens, the rest of the reservation goes back. */
-    worker_settle(w, q, &bres, reserved, q->prompt_tokens + q->completion_tokens);
-
-    const char *finish = q->deadline_hit || res.finish == CORE_FINISH_LENGTH ? "length" : "stop";
-    q->finish = finish;
+    bool ended = worker_gen_ended(w, q, &gr, rq.stream);
+    const char *finish = q->finish;
     resp_usage usage = {q->prompt_tokens, q->completion_tokens, 0};
-    if (q->disconnected) {
-        q->status = 499;
-        q->finish = "disconnected";
-        elog_ev(ELOG_INFO, "client disconnected; generation stopped",
-                ELOG_S("request_id", q->req_id), ELOG_I("completion_tokens", q->completion_tokens));
-    } else if (rc != CORE_OK) {
-        snprintf(q->error, sizeof(q->error), "%s", msg);
-        api_fail(&e, 500, NULL, NULL, "Generation failed: %s.", core_strerror(rc));
-        if (rq.stream) {
-            sbuf_clear(&w->chunk);
-            resp_sse_error(&w->chunk, &e);
-            resp_sse_done(&w->chunk);
-            worker_put(q, w->chunk.data, w->chunk.len);
-            q->status = 500;
-        } else {
-            worker_send_error(w, q, &e, NULL);
-        }
-    } else if (rq.stream) {
+    if (!ended && rq.stream) {
         sbuf_clear(&w->chunk);
         resp_sse_finish(&w->chunk, &meta, finish, rq.include_usage, q->deadline_hit);
         if (rq.include_usage)
@@ -757,9 +889,9 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         resp_sse_done(&w->chunk);
         if (worker_put(q, w->chunk.data, w->chunk.len) == 0)
             worker_flush(q);
-    } else if (text.oom) {
+    } else if (!ended && text.oom) {
         worker_fail(w, q, 500, NULL, "Out of memory.");
-    } else {
+    } else if (!ended) {
         sbuf_clear(&w->body);
         resp_completion(&w->body, &meta, text.data, text.len, finish, &usage, q->deadline_hit);
         worker_send(q, 200, "application/json", &w->body,
@@ -769,8 +901,7 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
         q->status = 499;
     /* A shortened (budget) or cut (deadline, disconnect) answer is not the
      * answer to this request: only whole answers go into the cache. */
-    if (cacheable && rc == CORE_OK && !q->disconnected && !q->deadline_hit && !budget_cut &&
-        !text.oom) {
+    if (cacheable && worker_gen_whole(q, &gr) && !text.oom) {
         cache_entry ce = {.model = rq.model,
                           .client = c->cache.shared ? NULL : q->client,
                           .ttl_s = -1,
@@ -788,8 +919,25 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
 
 static void worker_models(worker_state *w, worker_req *q)
 {
+    /* Language models, then detectors (one namespace, see cfg.h); the type
+     * of a model that failed to load here is unknown. */
+    const char *ids[CFG_MAX_MODELS + CFG_MAX_VISION], *types[CFG_MAX_MODELS + CFG_MAX_VISION];
+    size_t n = 0;
+    for (size_t i = 0; i < w->cfg->n_models; i++, n++) {
+        core_info info;
+        ids[n] = w->ids[i];
+        types[n] = NULL;
+        if (w->models[i]) {
+            core_get_info(w->models[i], &info);
+            types[n] = info.embedding ? "embedding" : "chat";
+        }
+    }
+    for (size_t i = 0; i < w->cfg->n_vision; i++, n++) {
+        ids[n] = w->cfg->vision[i].id;
+        types[n] = w->dets[i] ? "detection" : NULL;
+    }
     sbuf_clear(&w->body);
-    resp_models(&w->body, w->ids, w->cfg->n_models, w->p->started);
+    resp_models(&w->body, ids, types, n, w->p->started);
     worker_send(q, 200, "application/json", &w->body, NULL);
 }
 
@@ -846,6 +994,31 @@ static void worker_metrics(worker_state *w, worker_req *q)
     if (w->cache && cache_get_stats(w->cache, &cs) == CORE_OK)
         cache_metrics_render(&cs, &w->body);
     worker_send(q, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, NULL);
+}
+
+long worker_model_for(worker_state *w, worker_req *q, const char *id, bool embedding)
+{
+    size_t mi = 0;
+    while (mi < w->cfg->n_models && strcmp(w->ids[mi], id) != 0)
+        mi++;
+    if (mi == w->cfg->n_models || !w->models[mi]) {
+        worker_fail(w, q, 503, "model_unavailable",
+                    "The model '%.64s' failed to load on this worker; see the pool's log.", id);
+        return -1;
+    }
+    core_info info;
+    core_get_info(w->models[mi], &info);
+    if (info.embedding != embedding) {
+        api_error e;
+        api_fail(&e, 400, "model", "invalid_value",
+                 embedding ? "The model '%.64s' does not support embeddings; use an embedding model."
+                           : "The model '%.64s' is an embedding model: it does not generate text "
+                             "(use /v1/embeddings).",
+                 id);
+        worker_send_error(w, q, &e, NULL);
+        return -1;
+    }
+    return (long)mi;
 }
 
 bool worker_method(worker_state *w, worker_req *q, const char *allowed)
@@ -971,23 +1144,46 @@ static void worker_admin(worker_state *w, worker_req *q)
         worker_admin_budgets(w, q, "");
     else if (strncmp(p, "/admin/budgets/", 15) == 0)
         worker_admin_budgets(w, q, p + 15);
+    else if (strcmp(p, "/admin/kb") == 0 || strncmp(p, "/admin/kb/", 10) == 0)
+        kbadmin_route(w, q, p + 9);
     else
         worker_fail(w, q, 404, "not_found", "No admin endpoint %.64s.", p);
 }
 
+static void worker_embed(worker_state *w, worker_req *q, long long t0)
+{
+    (void)t0;
+    embed_handle(w, q);
+}
+
+/* The client API: POST only, and only with a client id from nginx's key map. */
+static const struct {
+    const char *path;
+    metrics_endpoint ep;
+    void (*handle)(worker_state *, worker_req *, long long t0);
+} worker_api[] = {
+    {"/v1/chat/completions", METRICS_EP_CHAT, worker_chat},
+    {"/v1/qa", METRICS_EP_QA, qa_handle},
+    {"/v1/vision/detect", METRICS_EP_VISION, vision_detect},
+    {"/v1/embeddings", METRICS_EP_EMBED, worker_embed},
+};
+
 static void worker_route(worker_state *w, worker_req *q, long long t0)
 {
     const char *p = q->path;
-    if (strcmp(p, "/v1/chat/completions") == 0) {
-        q->ep = METRICS_EP_CHAT;
+    for (size_t i = 0; i < sizeof worker_api / sizeof *worker_api; i++) {
+        if (strcmp(p, worker_api[i].path) != 0)
+            continue;
+        q->ep = worker_api[i].ep;
         if (!worker_method(w, q, "POST"))
             return;
-        if (!q->client || !*q->client) {
+        if (!q->client || !*q->client)
             worker_fail(w, q, 401, "invalid_api_key", "No client identity reached the pool.");
-            return;
-        }
-        worker_chat(w, q, t0);
-    } else if (strcmp(p, "/v1/models") == 0) {
+        else
+            worker_api[i].handle(w, q, t0);
+        return;
+    }
+    if (strcmp(p, "/v1/models") == 0) {
         q->ep = METRICS_EP_MODELS;
         if (worker_method(w, q, "GET"))
             worker_models(w, q);
@@ -1180,6 +1376,12 @@ static void worker_open_shared(worker_state *w)
             elog_ev(ELOG_ERROR, "response cache unavailable", ELOG_S("path", c->cache.path),
                     ELOG_S("error", msg), ELOG_I("slot", w->p->slot));
     }
+    if (c->kb.enabled) {
+        msg[0] = '\0';
+        if (kbadmin_open(c, w->models, w->npu, &w->kb, msg, sizeof(msg)) != CORE_OK)
+            elog_ev(ELOG_ERROR, "knowledge base unavailable", ELOG_S("path", c->kb.path),
+                    ELOG_S("error", msg), ELOG_I("slot", w->p->slot));
+    }
 }
 
 int worker_main(const worker_params *p)
@@ -1198,6 +1400,7 @@ int worker_main(const worker_params *p)
         goto out;
     }
     worker_load(&w);
+    vision_load(&w);
     worker_open_shared(&w);
     w.probe = health_probe_new(p->listen_fd);
     metrics_set_model_loaded(p->metrics, p->slot, w.models[0] != NULL);
@@ -1261,9 +1464,11 @@ out:
     npu_close(w.npu);
     budget_close(w.budget);
     cache_close(w.cache);
+    kb_close(w.kb);
     sbuf_free(&w.cachebody);
     for (size_t i = 0; i < p->cfg->n_models; i++)
         core_free(w.models[i]);
+    vision_unload(&w);
     health_probe_free(w.probe);
     sbuf_free(&w.body);
     sbuf_free(&w.chunk);

@@ -40,9 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cache_key_hex(&s.key, h);
         sbuf_printf(&b, "{\"key\":\"%s\"}", h);
         break;
+    case CACHE_PURGE_KB_BELOW:
+        sbuf_printf(&b, "{\"kb_version_below\":%lld}", s.kb_version_below);
+        break;
     }
     if (b.oom || cache_purge_parse(b.data, b.len, &t, &param, msg, sizeof(msg)) != CORE_OK ||
         t.kind != s.kind || strcmp(t.id, s.id) != 0 || t.older_than_s != s.older_than_s ||
+        t.kb_version_below != s.kb_version_below ||
         memcmp(t.key.b, s.key.b, 32) != 0) {
         fprintf(stderr, "round trip failed: %s\n", b.data ? b.data : "(oom)");
         abort();

@@ -352,3 +352,117 @@ def run_stack_conf(request, name, up_args=(), clients=("default",), extra_conf="
         yield st
     finally:
         gen.close()   # runs _run_stack's finally: scripts/down
+
+
+# ---- issue 6: a stack with an embedding model -----------------------------
+_embed_cache = {}
+BGE_VOCAB = os.path.join(ROOT, "..", "shared", "fixtures", "tokenizer", "ggml-vocab-bert-bge.gguf")
+
+
+def find_embed_model():
+    """A bert-tiny f16 embedding model made by scripts/make-model once per
+    build tree (with the bge WordPiece vocabulary when ../shared has it);
+    None (with a reason) when it cannot be made."""
+    if "path" not in _embed_cache:
+        made = os.path.join(BUILD, "integration", "bert-tiny-f16-seed1.gguf")
+        cmd = [os.path.join(ROOT, "scripts", "make-model"), "--shape", "bert-tiny", "--type", "f16",
+               "--seed", "1", "-o", made + ".tmp"]
+        if os.path.isfile(BGE_VOCAB):
+            cmd += ["--vocab", os.path.realpath(BGE_VOCAB)]
+        else:
+            print("SKIP: ../shared absent (embedding model with the synthesized vocabulary)",
+                  file=sys.stderr)
+        path, why = made, ""
+        if not os.path.isfile(made):
+            os.makedirs(os.path.dirname(made), exist_ok=True)
+            r = subprocess.run(cmd, capture_output=True, text=True,
+                               env=dict(os.environ, EDGEGATE_BUILD=BUILD))
+            if r.returncode == 0:
+                os.replace(made + ".tmp", made)
+            else:
+                path, why = None, f"scripts/make-model failed: {r.stderr.strip()[-300:]}"
+        _embed_cache.update(path=path, why=why)
+    return _embed_cache["path"], _embed_cache["why"]
+
+
+EMBED_CONF = """budgets = { tokens_per_day = 1000000; tokens_per_month = 0; };
+clients = ( { id = "poor"; tokens_per_day = 20; } );"""
+
+
+@pytest.fixture(scope="session")
+def embed_stack(request):
+    """The chat model plus an embedding model (id "embed"): one worker,
+    budgets with a default tier and a client "poor" of 20 tokens a day."""
+    model, why = find_embed_model()
+    if not model:
+        skip_visibly(why)
+    yield from run_stack_conf(
+        request, "embed",
+        ["--workers", "1", "--embed-model", model, "--rate-client", "1000r/s",
+         "--burst-client", "2000", "--rate-ip", "2000r/s", "--burst-ip", "4000"],
+        clients=("default", "node", "poor"), extra_conf=EMBED_CONF)
+
+
+# ---- issue 5: a stack with a vision model ---------------------------------
+DARKNET = "/usr/share/darknet"
+VISION_CFG = os.path.join(DARKNET, "cfg", "yolov3-tiny.cfg")
+VISION_NAMES = os.path.join(DARKNET, "data", "coco.names")
+_vision_cache = {}
+
+
+def find_vision_weights():
+    """Random darknet weights for yolov3-tiny, made by
+    build/edgegate-make-weights once per build tree; None (with a reason)
+    when the darknet package or the tool is missing."""
+    if "path" not in _vision_cache:
+        tool = os.path.join(BUILD, "edgegate-make-weights")
+        made = os.path.join(BUILD, "integration", "yolov3-tiny-seed1.weights")
+        path, why = made, ""
+        if not os.path.isfile(VISION_CFG):
+            path, why = None, f"{VISION_CFG} absent (apt-get install darknet)"
+        elif not os.access(tool, os.X_OK):
+            path, why = None, f"{tool} is not built (make all)"
+        elif not os.path.isfile(made):
+            os.makedirs(os.path.dirname(made), exist_ok=True)
+            r = subprocess.run([tool, VISION_CFG, "-o", made + ".tmp", "--seed", "1"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                os.replace(made + ".tmp", made)
+            else:
+                path, why = None, f"edgegate-make-weights failed: {r.stderr.strip()[-300:]}"
+        _vision_cache.update(path=path, why=why)
+    return _vision_cache["path"], _vision_cache["why"]
+
+
+@pytest.fixture(scope="session")
+def vision_stack(request):
+    """The chat model plus yolov3-tiny (random weights, coco names) as vision
+    model "yolov3-tiny": 2 workers of 2 threads, the cache on, a deadline
+    long enough for a detection on a busy machine and room for long chats."""
+    weights, why = find_vision_weights()
+    if not weights:
+        skip_visibly(why)
+    yield from _run_stack(
+        request, "vision",
+        ["--workers", "2", "--threads", "2", "--deadline-ms", "20000",
+         "--max-tokens-cap", "4096", "--n-ctx", "4096",
+         "--rate-client", "1000r/s", "--burst-client", "2000",
+         "--rate-ip", "2000r/s", "--burst-ip", "4000",
+         "--vision-cfg", VISION_CFG, "--vision-weights", weights,
+         "--vision-names", VISION_NAMES],
+        clients=("default", "other"))
+
+
+@pytest.fixture(scope="session")
+def vision_tight_stack(request):
+    """yolov3-tiny with tight limits: one worker of one thread, a 50 ms
+    deadline (past decoding, well short of a detection: det_abort() stops
+    it) and images of at most 100000 bytes."""
+    weights, why = find_vision_weights()
+    if not weights:
+        skip_visibly(why)
+    yield from _run_stack(
+        request, "vision-tight",
+        ["--workers", "1", "--deadline-ms", "50", "--max-image-bytes", "100000",
+         "--vision-cfg", VISION_CFG, "--vision-weights", weights,
+         "--vision-names", VISION_NAMES])

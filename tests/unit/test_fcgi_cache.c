@@ -321,7 +321,7 @@ static void test_lru_bound(void **state)
     memset(body, 'x', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
     cache_params p = params();
-    p.max_bytes = 5 * (999 + 64 + 4 + 120) + 10; /* five entries fit */
+    p.max_bytes = 5 * (999 + 72 + 4 + 120) + 10; /* five entries fit (72: the header) */
     cache *c = open_c(&p);
     sbuf b;
     sbuf_init(&b);
@@ -493,6 +493,63 @@ static void test_purge_parse(void **state)
 #undef PARSE
 }
 
+/* Answers made from the knowledge base carry its version; a purge by
+ * kb_version_below takes the older ones and never touches other entries. */
+static void test_purge_kb_version(void **state)
+{
+    (void)state;
+    cache_params p = params();
+    cache *c = open_c(&p);
+    /* Keys 0..3: kb versions 0, 1, 2, 3; keys 4, 5: no version (chat). */
+    for (int i = 0; i < 6; i++) {
+        cache_key k = key_n(i);
+        cache_entry e = {.model = "m", .client = "c", .ttl_s = 0, .prompt_tokens = 5,
+                         .completion_tokens = 2, .finish = "stop",
+                         .has_kb_version = i < 4, .kb_version = i};
+        assert_int_equal(cache_put(c, &k, &e, "answer", 6), CORE_OK);
+    }
+    cache_info info;
+    sbuf b;
+    sbuf_init(&b);
+    cache_key k2 = key_n(2), k4 = key_n(4);
+    assert_true(get_s(c, &k2, &b, &info));
+    assert_int_equal(info.kb_version, 2);
+    assert_true(get_s(c, &k4, &b, &info));
+    assert_int_equal(info.kb_version, -1);
+    size_t n;
+    cache_purge sel = {.kind = CACHE_PURGE_KB_BELOW, .kb_version_below = 0};
+    assert_int_equal(cache_purge_run(c, &sel, &n), CORE_OK);
+    assert_int_equal(n, 0);
+    sel.kb_version_below = 3; /* 0, 1, 2 */
+    assert_int_equal(cache_purge_run(c, &sel, &n), CORE_OK);
+    assert_int_equal(n, 3);
+    assert_false(get_s(c, &k2, &b, NULL));
+    cache_key k3 = key_n(3);
+    assert_true(get_s(c, &k3, &b, NULL));
+    sel.kb_version_below = 1000;
+    assert_int_equal(cache_purge_run(c, &sel, &n), CORE_OK);
+    assert_int_equal(n, 1);
+    cache_stats st;
+    cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 2); /* the two chat entries stay */
+    assert_true(get_s(c, &k4, &b, NULL));
+
+    const char *param;
+    char msg[160];
+#define PARSE(t) cache_purge_parse(t, strlen(t), &sel, &param, msg, sizeof(msg))
+    assert_int_equal(PARSE("{\"kb_version_below\":7}"), CORE_OK);
+    assert_int_equal(sel.kind, CACHE_PURGE_KB_BELOW);
+    assert_int_equal(sel.kb_version_below, 7);
+    assert_null(param);
+    assert_int_equal(PARSE("{\"kb_version_below\":-1}"), CORE_EFORMAT);
+    assert_string_equal(param, "kb_version_below");
+    assert_int_equal(PARSE("{\"kb_version_below\":\"7\"}"), CORE_EFORMAT);
+    assert_int_equal(PARSE("{\"kb_version_below\":2.5}"), CORE_EFORMAT);
+#undef PARSE
+    sbuf_free(&b);
+    cache_close(c);
+}
+
 /* 4 processes writing and reading their own keys at once. */
 static void test_concurrent_writers(void **state)
 {
@@ -625,6 +682,7 @@ int main(void)
         cmocka_unit_test_setup(test_map_full_evicts, fresh),
         cmocka_unit_test_setup(test_purge_selectors, fresh),
         cmocka_unit_test(test_purge_parse),
+        cmocka_unit_test_setup(test_purge_kb_version, fresh),
         cmocka_unit_test_setup(test_concurrent_writers, fresh),
         cmocka_unit_test_setup(test_killed_reader, fresh),
         cmocka_unit_test_setup(test_bad_params, fresh),

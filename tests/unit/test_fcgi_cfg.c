@@ -218,7 +218,8 @@ static void test_defaults(void **state)
     assert_true(c->budgets.enabled);
     assert_string_equal(c->budgets.path, "/tmp/budgets.mdb");
     assert_false(c->budgets.sync);
-    assert_int_equal(c->budgets.tokens_per_day, 0);
+    assert_int_equal(c->budgets.tokens_per_day, 1000000);
+    assert_int_equal(c->budgets.tokens_per_month, 20000000);
     assert_false(c->budgets.charge_cache_hits);
     cfg_free(c);
 }
@@ -341,6 +342,170 @@ static void test_string_parse(void **state)
     assert_string_equal(msg, "mem:2: 'models' must be a list ( {...}, ... ), not an integer");
 }
 
+/* qa = { ... }: defaults, every key, and each kind of mistake with its line. */
+static void test_qa(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[512] = "";
+    assert_int_equal(load(HEAD MODELS, &c, msg, sizeof(msg)), CORE_OK);
+    assert_null(c->qa.model);
+    assert_int_equal(c->qa.top_k, 4);
+    assert_true(c->qa.min_score == 1.0);
+    assert_int_equal(c->qa.max_question_bytes, 2000);
+    assert_int_equal(c->qa.max_tokens, 256);
+    cfg_free(c);
+    assert_int_equal(load(HEAD "models = ( { id = \"m\"; path = \"%M\"; },\n"
+                               "  { id = \"n\"; path = \"%M\"; } );\n"
+                               "qa = { model = \"n\"; top_k = 20; min_score = 2.5;\n"
+                               "  max_question_bytes = 100; max_tokens = 7; };\n",
+                          &c, msg, sizeof(msg)),
+                     CORE_OK);
+    assert_string_equal(c->qa.model, "n");
+    assert_int_equal(c->qa.top_k, 20);
+    assert_true(c->qa.min_score == 2.5);
+    assert_int_equal(c->qa.max_question_bytes, 100);
+    assert_int_equal(c->qa.max_tokens, 7);
+    cfg_free(c);
+    assert_int_equal(load(HEAD MODELS "qa = { model = \"\"; min_score = 3; };\n", &c, msg,
+                          sizeof(msg)),
+                     CORE_OK);
+    assert_null(c->qa.model);
+    assert_true(c->qa.min_score == 3.0);
+    cfg_free(c);
+
+    expect_bad(HEAD MODELS "qa = {\n topk = 3; };\n", 4, "unknown setting 'topk' in qa");
+    expect_bad(HEAD MODELS "qa = ( 1 );\n", 3, "'qa' must be a group");
+    expect_bad(HEAD MODELS "qa = {\n model = \"other\"; };\n", 4,
+               "qa.model 'other' is not one of the models");
+    expect_bad(HEAD MODELS "qa = { top_k = 0; };\n", 3, "'top_k' = 0 is out of range [1, 20]");
+    expect_bad(HEAD MODELS "qa = { top_k = 21; };\n", 3, "'top_k' = 21");
+    expect_bad(HEAD MODELS "qa = { top_k = \"4\"; };\n", 3, "'top_k' must be an integer");
+    expect_bad(HEAD MODELS "qa = {\n min_score = -0.5; };\n", 4, "'min_score' = -0.5");
+    expect_bad(HEAD MODELS "qa = { min_score = true; };\n", 3,
+               "'min_score' must be a number, not a boolean");
+    expect_bad(HEAD MODELS "qa = { max_question_bytes = 0; };\n", 3, "'max_question_bytes' = 0");
+    expect_bad(HEAD MODELS "qa = { max_question_bytes = 16385; };\n", 3,
+               "'max_question_bytes' = 16385");
+    expect_bad(HEAD MODELS "qa = { max_tokens = 0; };\n", 3, "'max_tokens' = 0");
+}
+
+/* kb = { ... }: defaults (file beside the socket), every key, each mistake. */
+static void test_kb(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[512] = "";
+    assert_int_equal(load(HEAD MODELS, &c, msg, sizeof(msg)), CORE_OK);
+    assert_true(c->kb.enabled);
+    assert_string_equal(c->kb.path, "/tmp/kb.mdb");
+    assert_int_equal(c->kb.map_size_mb, 256);
+    assert_int_equal(c->kb.chunk_bytes, 1000);
+    assert_int_equal(c->kb.overlap_bytes, 150);
+    assert_int_equal(c->kb.max_document_bytes, 8 << 20);
+    assert_null(c->kb.embedding_model);
+    cfg_free(c);
+    assert_int_equal(load(HEAD MODELS "kb = { enabled = false; path = \"k/kb.mdb\";\n"
+                                      "  map_size_mb = 16; chunk_bytes = 500; overlap_bytes = 0;\n"
+                                      "  max_document_bytes = 1000; embedding_model = \"m\"; };\n",
+                          &c, msg, sizeof(msg)),
+                     CORE_OK);
+    assert_false(c->kb.enabled);
+    char want[300];
+    snprintf(want, sizeof(want), "%s/k/kb.mdb", tdir);
+    assert_string_equal(c->kb.path, want);
+    assert_int_equal(c->kb.map_size_mb, 16);
+    assert_int_equal(c->kb.chunk_bytes, 500);
+    assert_int_equal(c->kb.overlap_bytes, 0);
+    assert_int_equal(c->kb.max_document_bytes, 1000);
+    assert_string_equal(c->kb.embedding_model, "m");
+    cfg_free(c);
+
+    expect_bad(HEAD MODELS "kb = {\n chunk = 3; };\n", 4, "unknown setting 'chunk' in kb");
+    expect_bad(HEAD MODELS "kb = 1;\n", 3, "'kb' must be a group");
+    expect_bad(HEAD MODELS "kb = { path = \"\"; };\n", 3, "'path' is empty");
+    expect_bad(HEAD MODELS "kb = { enabled = \"yes\"; };\n", 3, "'enabled' must be a boolean");
+    expect_bad(HEAD MODELS "kb = { chunk_bytes = 63; };\n", 3, "'chunk_bytes' = 63");
+    expect_bad(HEAD MODELS "kb = { map_size_mb = 0; };\n", 3, "'map_size_mb' = 0");
+    expect_bad(HEAD MODELS "kb = { chunk_bytes = 100;\n overlap_bytes = 50; };\n", 4,
+               "overlap_bytes (50) must be less than half of chunk_bytes (100)");
+    expect_bad(HEAD MODELS "kb = { map_size_mb = 1;\n max_document_bytes = 2000000; };\n", 4,
+               "max_document_bytes (2000000) exceeds map_size_mb (1 MiB)");
+    expect_bad(HEAD MODELS "kb = { embedding_model = 3; };\n", 3,
+               "'embedding_model' must be a string");
+    expect_bad(HEAD MODELS "kb = {\n embedding_model = \"bge\"; };\n", 4,
+               "kb.embedding_model 'bge' is not one of the models");
+}
+
+/* vision = ( ... ) and images = { ... } (the %M model file stands in for
+ * the cfg, weights and names files: only readability is checked here). */
+static void test_vision(void **state)
+{
+    (void)state;
+    cfg *c = NULL;
+    char msg[512] = "";
+    assert_int_equal(load(HEAD MODELS, &c, msg, sizeof(msg)), CORE_OK);
+    assert_int_equal(c->n_vision, 0);
+    assert_true(c->images.max_bytes == 16 << 20);
+    assert_int_equal(c->images.max_width, 8192);
+    assert_int_equal(c->images.max_height, 8192);
+    assert_true(c->images.max_pixels == 40000000);
+    cfg_free(c);
+    assert_int_equal(load(HEAD MODELS
+                          "vision = ( { id = \"yolo\"; cfg = \"%M\"; weights = \"%M\";\n"
+                          "  names = \"%M\"; threads = 2; },\n"
+                          "  { id = \"y2\"; cfg = \"%M\"; weights = \"%M\"; } );\n"
+                          "images = { max_bytes = 2048; max_width = 640; max_height = 480;\n"
+                          "  max_pixels = 300000; };\n",
+                          &c, msg, sizeof(msg)),
+                     CORE_OK);
+    assert_int_equal(c->n_vision, 2);
+    assert_string_equal(c->vision[0].id, "yolo");
+    assert_string_equal(c->vision[0].cfg, model_path);
+    assert_string_equal(c->vision[0].weights, model_path);
+    assert_string_equal(c->vision[0].names, model_path);
+    assert_int_equal(c->vision[0].threads, 2);
+    assert_null(c->vision[1].names);
+    assert_int_equal(c->vision[1].threads, 0);
+    assert_true(c->images.max_bytes == 2048);
+    assert_int_equal(c->images.max_width, 640);
+    assert_int_equal(c->images.max_height, 480);
+    assert_true(c->images.max_pixels == 300000);
+    cfg_free(c);
+
+    expect_bad(HEAD MODELS "vision = { id = \"y\"; };\n", 3, "'vision' must be a list");
+    expect_bad(HEAD MODELS "vision = ( 3 );\n", 3, "vision[0] must be a group");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\"; cfg = \"%M\";\n weights = \"%M\";\n"
+                           " colour = true; } );\n",
+               5, "unknown setting 'colour' in a vision model");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\";\n weights = \"%M\"; } );\n", 3,
+               "missing required setting 'cfg'");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\"; cfg = \"%M\";\n weights = \"/nonexistent/w\"; } );\n",
+               4, "vision model 'y': cannot read /nonexistent/w");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\"; cfg = \"%M\"; weights = \"%M\";\n names = \"\"; } );\n",
+               4, "'names' is empty");
+    expect_bad(HEAD MODELS "vision = ( { id = \"m\"; cfg = \"%M\"; weights = \"%M\"; } );\n", 3,
+               "vision model id 'm' is also a chat model's id");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\"; cfg = \"%M\"; weights = \"%M\"; },\n"
+                           "  { id = \"y\"; cfg = \"%M\"; weights = \"%M\"; } );\n",
+               4, "vision model id 'y' is used twice");
+    expect_bad(HEAD MODELS "vision = ( { id = \"a b\"; cfg = \"%M\"; weights = \"%M\"; } );\n", 3,
+               "vision model id 'a b' must be");
+    expect_bad(HEAD MODELS "vision = ( { id = \"y\"; cfg = \"%M\"; weights = \"%M\";\n"
+                           " threads = \"2\"; } );\n",
+               4, "'threads' must be an integer");
+    expect_bad(HEAD MODELS "images = { max_bytes = 10; };\n", 3,
+               "'max_bytes' = 10 is out of range");
+    expect_bad(HEAD MODELS "images = {\n max_width = 0; };\n", 4, "'max_width' = 0 is out of range");
+    expect_bad(HEAD MODELS "images = {\n max_height = 70000; };\n", 4,
+               "'max_height' = 70000 is out of range");
+    expect_bad(HEAD MODELS "images = { max_pixels = 1.5; };\n", 3,
+               "'max_pixels' must be an integer");
+    expect_bad(HEAD MODELS "images = { max_depth = 8; };\n", 3,
+               "unknown setting 'max_depth' in images");
+    expect_bad(HEAD MODELS "images = 3;\n", 3, "'images' must be a group");
+}
+
 /* The shipped default config must parse (its model path aside). */
 static void test_shipped_config(void **state)
 {
@@ -372,6 +537,9 @@ int main(void)
         cmocka_unit_test(test_types),        cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_semantics),    cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_string_parse), cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_qa),
+        cmocka_unit_test(test_vision),
+        cmocka_unit_test(test_kb),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

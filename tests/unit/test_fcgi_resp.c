@@ -250,8 +250,8 @@ static void test_models(void **state)
     (void)state;
     sbuf b;
     sbuf_init(&b);
-    const char *ids[] = {"demo", "qwen"};
-    assert_int_equal(resp_models(&b, ids, 2, 1700000001), 0);
+    const char *ids[] = {"demo", "qwen"}, *types[] = {"chat", NULL};
+    assert_int_equal(resp_models(&b, ids, types, 2, 1700000001), 0);
     json_value *v = parse_ok(b.data, b.len);
     expect_str(v, "object", "list");
     const json_value *d = get(v, "data", JSON_ARRAY);
@@ -260,7 +260,9 @@ static void test_models(void **state)
     expect_str(d->u.kids.first, "object", "model");
     expect_int(d->u.kids.first, "created", 1700000001);
     expect_str(d->u.kids.first, "owned_by", "edgegate");
+    expect_str(d->u.kids.first, "type", "chat");
     expect_str(d->u.kids.last, "id", "qwen");
+    assert_null(json_get(d->u.kids.last, "type"));
     sbuf_free(&b);
     arena_reset(A);
 }
