@@ -74,9 +74,12 @@ int health_npu_temp(const char *dir, double *celsius)
 
 int health_render(const health_status *h, sbuf *out)
 {
+    bool all_loaded = true;
+    for (size_t i = 0; i < h->n_models; i++)
+        all_loaded = all_loaded && h->models[i].loaded;
     const char *status = !h->model_loaded ? "unavailable"
-                         : h->workers_alive < h->workers_configured ? "degraded"
-                                                                    : "ok";
+                         : h->workers_alive < h->workers_configured || !all_loaded ? "degraded"
+                                                                                   : "ok";
     sbuf_puts(out, "{\"status\":\"");
     sbuf_puts(out, status);
     sbuf_puts(out, "\",\"model\":{\"id\":");
@@ -93,7 +96,7 @@ int health_render(const health_status *h, sbuf *out)
     else
         sbuf_puts(out, "\"backlog\":null,");
     if (!h->has_npu) {
-        sbuf_puts(out, "\"npu\":null}");
+        sbuf_puts(out, "\"npu\":null");
     } else {
         sbuf_printf(out, "\"npu\":{\"busy\":%s,", h->npu_busy ? "true" : "false");
         if (h->npu_holder_pid > 0)
@@ -102,10 +105,22 @@ int health_render(const health_status *h, sbuf *out)
             sbuf_puts(out, "\"holder_pid\":null,");
         sbuf_printf(out,
                     "\"queue_depth\":%lld,\"hold_ms_mean_recent\":%.3f,\"handoffs\":%lld,"
-                    "\"timeouts\":%lld,\"rejected\":%lld}}",
+                    "\"timeouts\":%lld,\"rejected\":%lld}",
                     h->npu_depth, h->npu_hold_ms_mean_recent, h->npu_handoffs, h->npu_timeouts,
                     h->npu_rejected);
     }
+    sbuf_puts(out, ",\"models\":[");
+    for (size_t i = 0; i < h->n_models; i++) {
+        const health_model *m = &h->models[i];
+        sbuf_puts(out, i ? ",{\"id\":" : "{\"id\":");
+        json_put_str(out, m->id, strlen(m->id));
+        if (m->type)
+            sbuf_printf(out, ",\"type\":\"%s\"", m->type);
+        else
+            sbuf_puts(out, ",\"type\":null");
+        sbuf_printf(out, ",\"loaded\":%s}", m->loaded ? "true" : "false");
+    }
+    sbuf_puts(out, "]}");
     return h->model_loaded ? 200 : 503;
 }
 

@@ -10,6 +10,13 @@
 #include "metrics.h"
 #include "sbuf.h"
 
+/* One configured model as this worker sees it. */
+typedef struct {
+    const char *id;
+    const char *type; /* "chat", "embedding", "detection"; NULL: unknown (not loaded) */
+    bool loaded;
+} health_model;
+
 typedef struct {
     const char *model_id;   /* the default model */
     bool model_loaded;      /* in the worker answering */
@@ -26,6 +33,8 @@ typedef struct {
     long long npu_depth;    /* requests waiting for the NPU */
     double npu_hold_ms_mean_recent;
     long long npu_handoffs, npu_timeouts, npu_rejected;
+    const health_model *models; /* every configured model, n_models of them */
+    size_t n_models;
 } health_status;
 
 /* Reads DIR/thermal_zoneN/temp (millidegrees) of the first zone whose type
@@ -49,8 +58,11 @@ int health_backlog(health_probe *p, long long *pending);
  *  "workers":{"alive","configured"}, "npu_temp_c": x|null, "queue_depth": n,
  *  "in_flight": n, "backlog": n|null,
  *  "npu": {"busy","holder_pid"|null,"queue_depth","hold_ms_mean_recent",
- *          "handoffs","timeouts","rejected"} | null}
- * Returns the HTTP status to send: 200, or 503 when no model is loaded here. */
+ *          "handoffs","timeouts","rejected"} | null,
+ *  "models": [{"id","type"|null,"loaded"}]}
+ * "degraded" when a worker is down or one of the models failed to load.
+ * Returns the HTTP status to send: 200, or 503 when the default model is
+ * not loaded here. */
 int health_render(const health_status *h, sbuf *out);
 
 #endif

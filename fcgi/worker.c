@@ -917,24 +917,35 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
 
 /* ---- other endpoints ---------------------------------------------------- */
 
-static void worker_models(worker_state *w, worker_req *q)
+/* Language models, then detectors (one namespace, see cfg.h), into out
+ * (CFG_MAX_MODELS + CFG_MAX_VISION entries); the type of a model that
+ * failed to load here is unknown. Returns the count. */
+static size_t worker_model_list(const worker_state *w, health_model *out)
 {
-    /* Language models, then detectors (one namespace, see cfg.h); the type
-     * of a model that failed to load here is unknown. */
-    const char *ids[CFG_MAX_MODELS + CFG_MAX_VISION], *types[CFG_MAX_MODELS + CFG_MAX_VISION];
     size_t n = 0;
     for (size_t i = 0; i < w->cfg->n_models; i++, n++) {
-        core_info info;
-        ids[n] = w->ids[i];
-        types[n] = NULL;
+        out[n] = (health_model){.id = w->ids[i], .loaded = w->models[i] != NULL};
         if (w->models[i]) {
+            core_info info;
             core_get_info(w->models[i], &info);
-            types[n] = info.embedding ? "embedding" : "chat";
+            out[n].type = info.embedding ? "embedding" : "chat";
         }
     }
-    for (size_t i = 0; i < w->cfg->n_vision; i++, n++) {
-        ids[n] = w->cfg->vision[i].id;
-        types[n] = w->dets[i] ? "detection" : NULL;
+    for (size_t i = 0; i < w->cfg->n_vision; i++, n++)
+        out[n] = (health_model){.id = w->cfg->vision[i].id,
+                                .type = w->dets[i] ? "detection" : NULL,
+                                .loaded = w->dets[i] != NULL};
+    return n;
+}
+
+static void worker_models(worker_state *w, worker_req *q)
+{
+    health_model list[CFG_MAX_MODELS + CFG_MAX_VISION];
+    const char *ids[CFG_MAX_MODELS + CFG_MAX_VISION], *types[CFG_MAX_MODELS + CFG_MAX_VISION];
+    size_t n = worker_model_list(w, list);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = list[i].id;
+        types[i] = list[i].type;
     }
     sbuf_clear(&w->body);
     resp_models(&w->body, ids, types, n, w->p->started);
@@ -954,7 +965,10 @@ static void worker_health(worker_state *w, worker_req *q)
     long long backlog = 0;
     bool has_backlog = w->probe && health_backlog(w->probe, &backlog) == CORE_OK;
     long long others = s.in_flight > 0 ? s.in_flight - 1 : 0; /* not this request */
+    health_model list[CFG_MAX_MODELS + CFG_MAX_VISION];
     health_status h = {.model_id = w->ids[0],
+                       .models = list,
+                       .n_models = worker_model_list(w, list),
                        .model_loaded = w->models[0] != NULL,
                        .workers_alive = s.workers_alive,
                        .workers_configured = s.workers_configured,

@@ -23,7 +23,8 @@ function showHealth(h) {
   const npu = h.npu;
   fill($('#health'), [
     ['Status', h.status],
-    ['Model', `${h.model.id} (${h.model.loaded ? 'loaded' : 'not loaded'})`],
+    ['Models', (h.models || [h.model]).map((m) =>
+      `${m.id} (${m.type ? m.type + ', ' : ''}${m.loaded ? 'loaded' : 'not loaded'})`).join('; ')],
     ['Workers', `${h.workers.alive} of ${h.workers.configured} alive`],
     ['Queue depth', fmt(h.queue_depth)],
     ['In flight', fmt(h.in_flight)],

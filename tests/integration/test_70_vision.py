@@ -95,6 +95,10 @@ def test_models_lists_vision(vision_stack):
     types = {m["id"]: m["type"] for m in r.json()["data"]}
     assert list(types)[0] == vision_stack.model
     assert types[vision_stack.model] == "chat" and types["yolov3-tiny"] == "detection"
+    h = vision_stack.session.get(vision_stack.url + "/health", timeout=10).json()
+    assert {m["id"]: (m["type"], m["loaded"]) for m in h["models"]} == {
+        vision_stack.model: ("chat", True), "yolov3-tiny": ("detection", True)}
+    assert h["status"] == "ok"
 
 
 def test_jpeg_matches_run_tool(vision_stack):

@@ -272,9 +272,10 @@ static void test_health(void **state)
     (void)state;
     sbuf b;
     sbuf_init(&b);
+    health_model models[] = {{"demo", "chat", true}, {"yolo", "detection", true}};
     health_status h = {.model_id = "demo", .model_loaded = true, .workers_alive = 2,
                        .workers_configured = 2, .in_flight = 1, .has_backlog = true,
-                       .backlog = 2, .queue_depth = 3};
+                       .backlog = 2, .queue_depth = 3, .models = models, .n_models = 2};
     assert_int_equal(health_render(&h, &b), 200);
     json_value *v = parse_ok(b.data, b.len);
     expect_str(v, "status", "ok");
@@ -286,6 +287,21 @@ static void test_health(void **state)
     expect_int(v, "queue_depth", 3);
     expect_int(v, "in_flight", 1);
     expect_int(v, "backlog", 2);
+    const json_value *ml = get(v, "models", JSON_ARRAY);
+    assert_int_equal(ml->u.kids.n, 2);
+    expect_str(ml->u.kids.last, "id", "yolo");
+    expect_str(ml->u.kids.last, "type", "detection");
+    sbuf_clear(&b);
+
+    /* a model that failed to load: degraded, its type unknown */
+    models[1] = (health_model){"yolo", NULL, false};
+    assert_int_equal(health_render(&h, &b), 200);
+    v = parse_ok(b.data, b.len);
+    expect_str(v, "status", "degraded");
+    ml = get(v, "models", JSON_ARRAY);
+    get(ml->u.kids.last, "type", JSON_NULL);
+    assert_false(get(ml->u.kids.last, "loaded", JSON_BOOL)->u.b);
+    models[1] = (health_model){"yolo", "detection", true};
     sbuf_clear(&b);
 
     h.workers_alive = 1;

@@ -487,17 +487,18 @@ static void tq_compare(const quant_kernels *kv, const tq_prob *p)
     free(yv);
 }
 
-static void test_avx2_gemm(void **state)
+static void tq_gemm_isa(const char *isa)
 {
-    (void)state;
-    const quant_kernels *kv = quant_kernels_for("avx2");
+    const quant_kernels *kv = quant_kernels_for(isa);
     if (!kv) {
-        print_message("SKIP: no AVX2 on this CPU (or build)\n");
+        print_message("SKIP: no %s on this CPU (or build)\n", isa);
         skip();
     }
     const int64_t kvals[] = {32, 256, 896, 4864};
-    /* 8+ and 16+ rows take the panel kernels, 70 spans two activation chunks */
-    const int64_t nacts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 64, 70};
+    /* avx2: 8+ and 16+ rows take the panel kernels, 70 spans two activation
+     * chunks; avx512: 4+ and 8+ rows take the panels (tiles of 8 activation
+     * rows, so 9..15 have partial tiles), 130 spans two chunks */
+    const int64_t nacts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 16, 64, 70, 130};
     const int64_t rows_big[] = {1, 4, 5, 16, 37};
     int cases = 0;
     for (size_t t = 0; t < sizeof(tq_wtypes) / sizeof(tq_wtypes[0]); t++) {
@@ -509,7 +510,7 @@ static void test_avx2_gemm(void **state)
                 int64_t rows = k <= 256 ? ri + 1 : rows_big[ri];
                 for (size_t ai = 0; ai < sizeof(nacts) / sizeof(nacts[0]); ai++) {
                     int64_t nact = nacts[ai];
-                    if ((k > 256 && nact == 70) || (k == 4864 && nact == 64 && rows > 16))
+                    if ((k > 256 && nact >= 70) || (k == 4864 && nact == 64 && rows > 16))
                         continue; /* keeps the scalar reference fast */
                     tq_prob p;
                     tq_prob_init(&p, tq_wtypes[t], k, rows, nact);
@@ -520,17 +521,28 @@ static void test_avx2_gemm(void **state)
             }
         }
     }
-    print_message("compared %d shapes\n", cases);
+    print_message("%s: compared %d shapes\n", isa, cases);
 }
 
-/* The AVX2 activation converters write the very bytes the scalar ones do. */
-static void test_avx2_act(void **state)
+static void test_avx2_gemm(void **state)
 {
     (void)state;
-    const quant_kernels *kv = quant_kernels_for("avx2");
+    tq_gemm_isa("avx2");
+}
+
+static void test_avx512_gemm(void **state)
+{
+    (void)state;
+    tq_gemm_isa("avx512");
+}
+
+/* The SIMD activation converters write the very bytes the scalar ones do. */
+static void tq_act_isa(const char *isa)
+{
+    const quant_kernels *kv = quant_kernels_for(isa);
     const quant_kernels *ks = quant_kernels_for("scalar");
     if (!kv) {
-        print_message("SKIP: no AVX2 on this CPU (or build)\n");
+        print_message("SKIP: no %s on this CPU (or build)\n", isa);
         skip();
     }
     enum { N = 32 * 512 };
@@ -562,11 +574,23 @@ static void test_avx2_act(void **state)
     free(qb);
 }
 
+static void test_avx2_act(void **state)
+{
+    (void)state;
+    tq_act_isa("avx2");
+}
+
+static void test_avx512_act(void **state)
+{
+    (void)state;
+    tq_act_isa("avx512");
+}
+
 static void test_tables_complete(void **state)
 {
     (void)state;
-    const char *isas[] = {"scalar", "avx2", NULL};
-    for (int i = 0; i < 3; i++) {
+    const char *isas[] = {"scalar", "avx2", "avx512", NULL};
+    for (int i = 0; i < 4; i++) {
         const quant_kernels *k = quant_kernels_for(isas[i]);
         if (!k)
             continue;
@@ -593,6 +617,8 @@ int main(void)
         cmocka_unit_test(test_tables_complete),
         cmocka_unit_test(test_avx2_act),
         cmocka_unit_test(test_avx2_gemm),
+        cmocka_unit_test(test_avx512_act),
+        cmocka_unit_test(test_avx512_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
