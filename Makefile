@@ -1,7 +1,8 @@
 # edgegate build. `make` builds into build/; see README.md for the targets.
 #
 # Layout rules that the wildcards below rely on:
-#   core/*.c            -> build/libedgecore.a (files *_avx2.c get AVX2 flags)
+#   core/*.c            -> build/libedgecore.a (files *_avx2.c get AVX2 flags,
+#                          *_avx512.c AVX-512 F/BW/VL/DQ/VNNI + AVX2 flags)
 #   core/tools/NAME.c   -> build/edgegate-NAME (one program per file)
 #   fcgi/*.c            -> build/libedgefcgi.a, fcgi/main.c -> build/edgegate-fcgi
 #   tests/unit/test_*.c -> build/tests/test_* (cmocka), run by `make test`
@@ -24,9 +25,11 @@ FCGI_LIBS := -lfcgi -lyajl -llmdb -lconfig
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
 SIMD_AVX2 := -mavx2 -mfma -mf16c -mbmi2
+SIMD_AVX512_ONLY := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+SIMD_AVX512 := $(SIMD_AVX2) $(SIMD_AVX512_ONLY)
 CORE_SRC := $(wildcard core/*.c)
 else
-CORE_SRC := $(filter-out %_avx2.c,$(wildcard core/*.c))
+CORE_SRC := $(filter-out %_avx2.c %_avx512.c,$(wildcard core/*.c))
 endif
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 TOOLS    := $(patsubst core/tools/%.c,$(BUILD)/edgegate-%,$(wildcard core/tools/*.c))
@@ -48,6 +51,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/core/%_avx2.o: core/%_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SIMD_AVX2) -c $< -o $@
+$(BUILD)/core/%_avx512.o: core/%_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SIMD_AVX512) -c $< -o $@
 
 $(BUILD)/libedgecore.a: $(CORE_OBJ)
 	@rm -f $@
@@ -92,6 +98,9 @@ FUZZ_OBJ := $(CORE_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(FCGI_SRC:%.c=$(BUILD)/fuzz/o
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/fuzz/obj/core/%_avx512.o: core/%_avx512.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(SIMD_AVX512_ONLY) -fsanitize=fuzzer-no-link -c $< -o $@
 $(BUILD)/fuzz/libfuzz.a: $(FUZZ_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

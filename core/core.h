@@ -26,7 +26,7 @@ typedef struct {
     const char *path;          /* model file (GGUF) */
     int n_threads;             /* 0: one per online CPU */
     int n_ctx;                 /* 0: the model's training context, capped at 4096 */
-    const char *isa;           /* NULL: best the CPU runs; "scalar", "avx2" force one */
+    const char *isa;           /* NULL: best the CPU runs; "scalar", "avx2", "avx512" (AVX-512 VNNI) force one */
     const char *chat_template; /* NULL: detect from metadata; else a family name (chat.h) */
 } core_params;
 

@@ -118,15 +118,20 @@ typedef void (*quant_gemm_fn)(int64_t k, const void *w, size_t w_stride, int64_t
 typedef void (*quant_act_fn)(const float *x, void *y, int64_t n);
 
 typedef struct {
-    const char *isa;               /* "scalar", "avx2", ... */
+    const char *isa;               /* "scalar", "avx2", "avx512" */
     quant_gemm_fn gemm[QT_COUNT];  /* indexed by weight type */
     quant_act_fn act[QT_COUNT];    /* indexed by activation type */
 } quant_kernels;
 
 /* Tables are complete: entries a SIMD file does not provide are the scalar
- * ones. quant_kernels_for(NULL) picks the best ISA the CPU runs; a name
- * ("scalar", "avx2") forces one and returns NULL if the CPU lacks it. */
+ * ones (the avx512 table: the avx2 ones). quant_kernels_for(NULL) picks the
+ * best ISA the CPU runs; a name ("scalar", "avx2", "avx512": AVX-512
+ * F/BW/VL/DQ + VNNI besides AVX2) forces one and returns NULL if the CPU
+ * (or OS) lacks it. */
 const quant_kernels *quant_kernels_for(const char *isa);
+/* 1 when the CPU and OS run the named ISA (one of the names above), else 0.
+ * vec and sgemm use it to accept the same names. */
+int quant_cpu_has(const char *isa);
 
 /* Per-ISA fill functions, one per source file; each sets the entries it
  * implements and leaves the others alone. */
@@ -134,5 +139,8 @@ void quant_fill_scalar_legacy(quant_kernels *k); /* F32 F16 BF16 Q4_0 Q4_1 Q5_0 
 void quant_fill_scalar_k(quant_kernels *k);      /* Q4_K Q5_K Q6_K Q8_K */
 void quant_fill_avx2_legacy(quant_kernels *k);
 void quant_fill_avx2_k(quant_kernels *k);
+/* Start from a complete (AVX2) table: they keep its entries for few activation rows. */
+void quant_fill_avx512_legacy(quant_kernels *k);
+void quant_fill_avx512_k(quant_kernels *k);
 
 #endif

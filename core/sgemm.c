@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core_err.h"
+#include "quant.h"
 
 enum { SGEMM_KC = 256 };
 #define SGEMM_PREPACK_MAX ((size_t)64 << 20)
@@ -65,6 +66,9 @@ static const struct sgemm_impl {
 } sgemm_impls[] = {
 #if defined(__x86_64__)
     {"avx2", sgemm_kernel_avx2},
+    /* the name the rest of the core uses on AVX-512 machines; Zen 4 runs
+     * zmm FMAs as two ymm halves, so the AVX2 kernel already gets its peak */
+    {"avx512", sgemm_kernel_avx2},
 #endif
     {"scalar", sgemm_kernel_scalar},
 };
@@ -81,6 +85,8 @@ static void sgemm_init(void)
         if (!strcmp(sgemm_impls[i].isa, "avx2")) {
             __builtin_cpu_init();
             sgemm_have[i] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        } else if (!strcmp(sgemm_impls[i].isa, "avx512")) {
+            sgemm_have[i] = quant_cpu_has("avx512");
         }
 #endif
     }

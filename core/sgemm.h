@@ -8,7 +8,7 @@
  * panel layout; B ([k][n], row stride ldb) and C ([m][n], row stride ldc)
  * are row-major F32. The work is split over the pool in blocks of C so
  * that every thread streams its own B panel; the result does not depend
- * on the number of threads. Kernels are chosen per ISA ("scalar", "avx2";
+ * on the number of threads. Kernels are chosen per ISA ("scalar", "avx2", and "avx512" naming the AVX2 kernel;
  * a NEON kernel slots into the same table), and the scalar path is the
  * reference the tests compare against.
  *

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "quant.h" /* quant_cpu_has: one place decides which ISA names the CPU runs */
+
 static float vec_dot_scalar(const float *a, const float *b, int64_t n)
 {
     float s[4] = {0};
@@ -47,7 +49,8 @@ static float vec_exp_sum_scalar(float *x, float max, int64_t n)
 static vec_ops vec_scalar = {"scalar", vec_dot_scalar, vec_axpy_scalar, vec_wsum_scalar,
                              vec_silu_mul_scalar, vec_exp_sum_scalar};
 static vec_ops vec_avx2;
-static int vec_have_avx2;
+static vec_ops vec_avx512; /* the AVX2 kernels, under the name quant's tables use */
+static int vec_have_avx2, vec_have_avx512;
 static pthread_once_t vec_once = PTHREAD_ONCE_INIT;
 
 static void vec_init(void)
@@ -58,6 +61,9 @@ static void vec_init(void)
     vec_avx2 = vec_scalar;
     vec_avx2.isa = "avx2";
     vec_fill_avx2(&vec_avx2);
+    vec_have_avx512 = vec_have_avx2 && quant_cpu_has("avx512");
+    vec_avx512 = vec_avx2;
+    vec_avx512.isa = "avx512";
 #endif
 }
 
@@ -66,6 +72,8 @@ const vec_ops *vec_ops_for(const char *isa)
     pthread_once(&vec_once, vec_init);
     if (isa && !strcmp(isa, "scalar"))
         return &vec_scalar;
+    if (isa && !strcmp(isa, "avx512"))
+        return vec_have_avx512 ? &vec_avx512 : NULL;
     if (isa && strcmp(isa, "avx2"))
         return NULL;
     if (vec_have_avx2)

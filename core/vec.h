@@ -17,7 +17,8 @@ typedef struct {
     float (*exp_sum)(float *x, float max, int64_t n);               /* x = e^(x-max); returns the sum */
 } vec_ops;
 
-/* "scalar", "avx2", or NULL for the best the CPU runs; NULL if unavailable. */
+/* "scalar", "avx2", "avx512" (the AVX2 functions under that name), or
+ * NULL for the best the CPU runs; NULL if unavailable. */
 const vec_ops *vec_ops_for(const char *isa);
 
 /* Filled by vec_avx2.c. */

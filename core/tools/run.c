@@ -7,7 +7,7 @@
  *   edgegate-run --detect CFG WEIGHTS IMAGE [--names FILE] [--confidence C] [--iou I] [-t THREADS]
  *                [--dump-heads OUT.bin] (raw yolo/region outputs, tests/ref/darknet_ref.c's format)
  *
- * Options beyond those: --ctx N, --isa scalar|avx2, --top-k K, --top-p P,
+ * Options beyond those: --ctx N, --isa scalar|avx2|avx512, --top-k K, --top-p P,
  * --min-p P, --repeat-penalty R, --chat-template NAME.
  */
 #include <errno.h>
@@ -42,7 +42,7 @@ static void run_usage(FILE *f)
             "       edgegate-run -m VOCAB.gguf --tokenize-tests FILE.inp\n"
             "       edgegate-run -m MODEL.gguf --bench [-t THREADS]\n"
             "       edgegate-run --detect CFG WEIGHTS IMAGE [--names FILE] [--confidence C] [--iou I]\n"
-            "options: --ctx N  --isa scalar|avx2  --top-k K  --top-p P  --min-p P\n"
+            "options: --ctx N  --isa scalar|avx2|avx512  --top-k K  --top-p P  --min-p P\n"
             "         --repeat-penalty R  --chat-template chatml|llama3|llama2|phi3|gemma\n");
 }
 

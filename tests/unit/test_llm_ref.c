@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "quant.h" /* quant_kernels_for: which ISAs this CPU runs */
 
 #define REF_DIR "../shared/fixtures/llm/"
 static const char ref_prompt[] =
@@ -46,6 +47,10 @@ static int ref_read(const char *path, ref_file *r)
 static void ref_check(const char *name, const char *isa, double min_cos)
 {
     char path[512], msg[512] = "";
+    if (isa && !quant_kernels_for(isa)) {
+        print_message("SKIP: %s: this CPU cannot run the %s kernels\n", name, isa);
+        skip();
+    }
     snprintf(path, sizeof path, REF_DIR "%s.gguf", name);
     FILE *probe = fopen(path, "rb");
     if (!probe) {
@@ -138,6 +143,14 @@ REF_TEST(t_llama_q8_0_scalar, "tiny-llama-spm-q8_0", "scalar", 0.999)
 REF_TEST(t_llama_q4_k_m_scalar, "tiny-llama-spm-q4_k_m", "scalar", 0.99)
 REF_TEST(t_qwen2_q8_0_scalar, "tiny-qwen2-bpe-q8_0", "scalar", 0.999)
 REF_TEST(t_qwen2_q4_0_scalar, "tiny-qwen2-bpe-q4_0", "scalar", 0.999)
+REF_TEST(t_llama_q8_0_avx2, "tiny-llama-spm-q8_0", "avx2", 0.999)
+REF_TEST(t_llama_q4_k_m_avx2, "tiny-llama-spm-q4_k_m", "avx2", 0.99)
+REF_TEST(t_qwen2_q8_0_avx2, "tiny-qwen2-bpe-q8_0", "avx2", 0.999)
+REF_TEST(t_qwen2_q4_0_avx2, "tiny-qwen2-bpe-q4_0", "avx2", 0.999)
+REF_TEST(t_llama_q8_0_avx512, "tiny-llama-spm-q8_0", "avx512", 0.999)
+REF_TEST(t_llama_q4_k_m_avx512, "tiny-llama-spm-q4_k_m", "avx512", 0.99)
+REF_TEST(t_qwen2_q8_0_avx512, "tiny-qwen2-bpe-q8_0", "avx512", 0.999)
+REF_TEST(t_qwen2_q4_0_avx512, "tiny-qwen2-bpe-q4_0", "avx512", 0.999)
 
 int main(void)
 {
@@ -146,6 +159,10 @@ int main(void)
         cmocka_unit_test(t_qwen2_q8_0),        cmocka_unit_test(t_qwen2_q4_0),
         cmocka_unit_test(t_llama_q8_0_scalar), cmocka_unit_test(t_llama_q4_k_m_scalar),
         cmocka_unit_test(t_qwen2_q8_0_scalar), cmocka_unit_test(t_qwen2_q4_0_scalar),
+        cmocka_unit_test(t_llama_q8_0_avx2),   cmocka_unit_test(t_llama_q4_k_m_avx2),
+        cmocka_unit_test(t_qwen2_q8_0_avx2),   cmocka_unit_test(t_qwen2_q4_0_avx2),
+        cmocka_unit_test(t_llama_q8_0_avx512), cmocka_unit_test(t_llama_q4_k_m_avx512),
+        cmocka_unit_test(t_qwen2_q8_0_avx512), cmocka_unit_test(t_qwen2_q4_0_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -423,15 +423,17 @@ static void tqk_compare(int type, const quant_kernels *ref, const quant_kernels 
     tqk_case_free(&c);
 }
 
-static void test_avx2_gemm(void **state)
+/* isa: "avx2" or "avx512" (whose K-quant entries are the AVX2 ones today;
+ * compared all the same, so a future AVX-512 K kernel is covered). */
+static void tqk_gemm_isa(const char *isa)
 {
-    (void)state;
-    const quant_kernels *fast = quant_kernels_for("avx2"), *ref = quant_kernels_for("scalar");
+    const quant_kernels *fast = quant_kernels_for(isa), *ref = quant_kernels_for("scalar");
     if (!fast) {
-        print_message("SKIP: CPU or build without AVX2\n");
+        print_message("SKIP: CPU or build without %s\n", isa);
         skip();
     }
-    static const int64_t acts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 64};
+    /* avx512: 12+ rows take the panels (tiles of 4: 13..15 end in partial ones) */
+    static const int64_t acts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 64};
     static const int64_t ks[] = {256, 512, 4864};
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t ki = 0; ki < 3; ki++)
@@ -444,13 +446,24 @@ static void test_avx2_gemm(void **state)
                 }
 }
 
-/* The AVX2 activation converter writes the same bytes as the reference. */
-static void test_avx2_act(void **state)
+static void test_avx2_gemm(void **state)
 {
     (void)state;
-    const quant_kernels *fast = quant_kernels_for("avx2"), *ref = quant_kernels_for("scalar");
+    tqk_gemm_isa("avx2");
+}
+
+static void test_avx512_gemm(void **state)
+{
+    (void)state;
+    tqk_gemm_isa("avx512");
+}
+
+/* The SIMD activation converters write the same bytes as the reference. */
+static void tqk_act_isa(const char *isa)
+{
+    const quant_kernels *fast = quant_kernels_for(isa), *ref = quant_kernels_for("scalar");
     if (!fast) {
-        print_message("SKIP: CPU or build without AVX2\n");
+        print_message("SKIP: CPU or build without %s\n", isa);
         skip();
     }
     enum { K = 19 * QK_K };
@@ -486,6 +499,18 @@ static void test_avx2_act(void **state)
                 assert_int_equal(got[b].bsums[g], -want[b].bsums[g]);
         }
     }
+}
+
+static void test_avx2_act(void **state)
+{
+    (void)state;
+    tqk_act_isa("avx2");
+}
+
+static void test_avx512_act(void **state)
+{
+    (void)state;
+    tqk_act_isa("avx512");
 }
 
 /* ---- real blocks written by llama.cpp (fixtures, optional) ---- */
@@ -605,8 +630,9 @@ static const uint8_t *tqk_find_tensor(const tqk_file *f, const char *name, int *
 
 /* The Q4_K_M fixture and the Q8_0 one hold the same weights: our decoding
  * of llama.cpp's Q4_K and Q6_K blocks must match the Q8_0 decoding within
- * the K-quant's own error (measured 0.071 and 0.019), and the AVX2 kernels
- * must agree with the scalar ones on those real blocks. */
+ * the K-quant's own error (measured 0.071 and 0.019), and the AVX2 (and
+ * AVX-512, when the CPU has it) kernels must agree with the scalar ones on
+ * those real blocks. */
 static void test_fixture_blocks(void **state)
 {
     (void)state;
@@ -622,7 +648,10 @@ static void test_fixture_blocks(void **state)
         {"blk.0.ffn_down.weight", QT_Q4_K, 0.08},
         {"blk.1.ffn_down.weight", QT_Q6_K, 0.022},
     };
-    const quant_kernels *fast = quant_kernels_for("avx2"), *ref = quant_kernels_for("scalar");
+    const quant_kernels *ref = quant_kernels_for("scalar");
+    const quant_kernels *fasts[] = {quant_kernels_for("avx2"), quant_kernels_for("avx512")};
+    if (!fasts[1])
+        print_message("SKIP: fixture blocks on avx512: not on this CPU\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int tk, t8;
         int64_t nk, n8;
@@ -646,7 +675,10 @@ static void test_fixture_blocks(void **state)
         assert_true(sqrt(se / s8) < cases[i].lim);
 
         /* kernels on the real rows (k = 768), 5 activation rows */
-        if (fast) {
+        for (size_t fi = 0; fi < 2; fi++) {
+            const quant_kernels *fast = fasts[fi];
+            if (!fast)
+                continue;
             const int64_t k = 768, rows = 256, acts = 5;
             size_t rs = quant_row_size(tk, k), as = quant_row_size(QT_Q8_K, k);
             uint8_t *a = malloc(as * acts);
@@ -689,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_unsupported),   cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_bad_input),     cmocka_unit_test(test_scalar_vs_dequant),
         cmocka_unit_test(test_avx2_act),      cmocka_unit_test(test_avx2_gemm),
+        cmocka_unit_test(test_avx512_act),    cmocka_unit_test(test_avx512_gemm),
         cmocka_unit_test(test_fixture_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

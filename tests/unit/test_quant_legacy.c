@@ -496,8 +496,8 @@ static void tq_gemm_isa(const char *isa)
     }
     const int64_t kvals[] = {32, 256, 896, 4864};
     /* avx2: 8+ and 16+ rows take the panel kernels, 70 spans two activation
-     * chunks; avx512: 4+ and 8+ rows take the panels (tiles of 8 activation
-     * rows, so 9..15 have partial tiles), 130 spans two chunks */
+     * chunks; avx512: 8+ rows take the panels (tiles of 8 activation rows:
+     * 9, 11, 70 and 130 end in partial ones), 130 spans two chunks */
     const int64_t nacts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 16, 64, 70, 130};
     const int64_t rows_big[] = {1, 4, 5, 16, 37};
     int cases = 0;
