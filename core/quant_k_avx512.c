@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_x86.h"
 
 #define QKX_INLINE static inline __attribute__((always_inline))
 
@@ -59,26 +60,6 @@ static inline uint16_t quant_kx_u16(const uint8_t *p)
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
-}
-
-/* 8 rows of 8 dwords -> 8 vectors: vector g holds dword g of rows 0..7. */
-QKX_INLINE void quant_kx_transpose8(__m256i r[8])
-{
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-    }
 }
 
 /* One super-block -> 8 vectors of 32 unsigned q (elements 32s..32s+31). */
@@ -165,7 +146,7 @@ QKX_INLINE void quant_kx_pack(int T, const uint8_t *const wr[16], int64_t nsb, q
                 __m256i t[8];
                 for (int i = 0; i < 8; i++)
                     t[i] = q[i][s];
-                quant_kx_transpose8(t);
+                quant_x86_transpose8(t);
                 for (int g = 0; g < 8; g++)
                     _mm256_store_si256((__m256i *)&pn->wq[b][8 * s + g][32 * h], t[g]);
             }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_x86.h"
 
 #define QAV_INLINE static inline __attribute__((always_inline))
 
@@ -348,26 +349,6 @@ typedef struct {
     } x;
 } quant_av_panel;
 
-/* 8 rows of 8 dwords -> 8 vectors of one dword index each (8x8 transpose). */
-QAV_INLINE void quant_av_transpose8(__m256i r[8])
-{
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-    }
-}
-
 /* An empty asm that "changes" v: keeps gcc from reassociating a chain of
  * integer adds into a tree, which made it compute all 32 products of a block
  * first and spill them. */
@@ -493,7 +474,7 @@ QAV_INLINE void quant_av_gemm_panel(int T, int64_t k, const void *w, size_t w_st
                         if (f.has_m)
                             pn.mw[b][i] = _cvtsh_ss(quant_av_u16(blk + 2));
                     }
-                    quant_av_transpose8(q);
+                    quant_x86_transpose8(q);
                     for (int g = 0; g < 8; g++)
                         _mm256_store_si256((__m256i *)pn.wq[b][g], q[g]);
                 }

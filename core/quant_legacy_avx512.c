@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_x86.h"
 
 #define QAX_INLINE static inline __attribute__((always_inline))
 
@@ -96,26 +97,6 @@ QAX_INLINE __m256i quant_ax_unpack(int T, const uint8_t *x)
         q = _mm256_mask_add_epi8(q, m, q, _mm256_set1_epi8(0x10));
     }
     return q;
-}
-
-/* 8 rows of 8 dwords -> 8 vectors: vector g holds dword g of rows 0..7. */
-QAX_INLINE void quant_ax_transpose8(__m256i r[8])
-{
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-    }
 }
 
 typedef struct {
@@ -233,7 +214,7 @@ QAX_INLINE void quant_ax_pack(int T, const uint8_t *const wr[16], int64_t nb, qu
                 if (f.has_m)
                     mh[8 * h + i] = quant_ax_u16(blk + 2);
             }
-            quant_ax_transpose8(q);
+            quant_x86_transpose8(q);
             for (int g = 0; g < 8; g++)
                 _mm256_store_si256((__m256i *)&pn->wq[b][g][32 * h], q[g]);
         }
