@@ -511,6 +511,7 @@ typedef struct {
     cache_info *info;
     sbuf *body;
     long long now;
+    bool quiet_miss; /* cache_get_hit(): a miss is counted by the next lookup */
 } cache_get_ctx;
 
 static bool cache_hdr_ok(const MDB_val *v, cache_hdr *h)
@@ -550,7 +551,7 @@ static int cache_get_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
         rc = MDB_NOTFOUND;
     }
     if (rc == MDB_NOTFOUND) {
-        r.misses++;
+        r.misses += !x->quiet_miss;
         return cache_save_rec(c, txn, &r);
     }
     const char *p = (const char *)v.mv_data + sizeof(h);
@@ -609,14 +610,26 @@ static int cache_get_fn(cache *c, MDB_txn *txn, void *vctx, int *core)
     return rc;
 }
 
-int cache_get(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body)
+static int cache_lookup(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body,
+                        bool quiet_miss)
 {
     if (!c || !k || !hit)
         return CORE_EINVAL;
     *hit = false;
     cache_maybe_check(c);
-    cache_get_ctx x = {.k = k, .hit = hit, .info = info, .body = body, .now = cache_now(c)};
+    cache_get_ctx x = {.k = k, .hit = hit, .info = info, .body = body, .now = cache_now(c),
+                       .quiet_miss = quiet_miss};
     return cache_write(c, cache_get_fn, &x, "get");
+}
+
+int cache_get(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body)
+{
+    return cache_lookup(c, k, hit, info, body, false);
+}
+
+int cache_get_hit(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body)
+{
+    return cache_lookup(c, k, hit, info, body, true);
 }
 
 /* ---- put ---------------------------------------------------------------------- */

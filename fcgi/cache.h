@@ -127,6 +127,9 @@ typedef struct {
 /* On a hit, body gets the stored body (appended after clearing) and info
  * (may be NULL) the metadata. *hit false: not there or expired. */
 int cache_get(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body);
+/* cache_get() for a lookup that hands a miss on to another one (the status
+ * lane, worker.c): a miss is not counted, so it is counted once. */
+int cache_get_hit(cache *c, const cache_key *k, bool *hit, cache_info *info, sbuf *body);
 /* Stores (or replaces) an entry, evicting LRU entries to make room.
  * CORE_EINVAL for ids over CACHE_MAX_ID, a finish over 15 bytes, or a body
  * that can never fit

@@ -653,8 +653,13 @@ static int cfg_from(config_t *lc, cfg_ctx *x, const char *file, cfg **out)
         CFG_TRY(cfg_fail(x, at, "'socket' is empty"));
     c->socket = cfg_path(x, s);
     CFG_OOM(c->socket);
-    if (strlen(c->socket) >= 108) /* sizeof(sun_path) */
-        CFG_TRY(cfg_fail(x, at, "socket path %s is longer than 107 bytes", c->socket));
+    /* sizeof(sun_path), with room for the status socket's suffix */
+    if (strlen(c->socket) + strlen(CFG_STATUS_SUFFIX) >= 108)
+        CFG_TRY(cfg_fail(x, at, "socket path %s is longer than %zu bytes", c->socket,
+                         107 - strlen(CFG_STATUS_SUFFIX)));
+    c->status_socket = malloc(strlen(c->socket) + strlen(CFG_STATUS_SUFFIX) + 1);
+    CFG_OOM(c->status_socket);
+    strcat(strcpy(c->status_socket, c->socket), CFG_STATUS_SUFFIX);
 
     s = "";
     CFG_TRY(cfg_str(x, root, "socket_group", false, &at, &s));
@@ -810,6 +815,7 @@ void cfg_free(cfg *c)
     free(c->vision);
     free(c->file);
     free(c->socket);
+    free(c->status_socket);
     free(c->socket_group);
     free(c->pid_file);
     free(c->log_file);

@@ -20,6 +20,7 @@
 #define CFG_MAX_WORKERS 64
 #define CFG_MAX_MODELS 8
 #define CFG_MAX_VISION 8
+#define CFG_STATUS_SUFFIX ".status" /* the status socket: socket path + this */
 
 typedef struct {
     char *id;            /* the name requests use in "model" */
@@ -111,6 +112,8 @@ typedef struct {
 typedef struct {
     char *file;         /* the config file as given */
     char *socket;       /* absolute path of the FastCGI unix socket */
+    char *status_socket; /* socket + ".status": GET /health, /v1/models and
+                          * /metrics over kept-alive connections (worker.c) */
     char *socket_group; /* NULL: leave the group alone */
     gid_t socket_gid;
     unsigned socket_mode;

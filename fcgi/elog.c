@@ -18,6 +18,12 @@
 static int elog_fd = STDERR_FILENO;
 static elog_level elog_cur = ELOG_INFO;
 static pid_t elog_pid;
+/* Lines held by elog_hold(): at most PIPE_BUF bytes, so that one write of
+ * them stays whole on a pipe too. */
+#define ELOG_HOLD_MAX 4096
+static bool elog_holding;
+static char elog_held[ELOG_HOLD_MAX];
+static size_t elog_held_len;
 
 int elog_open(const char *path, elog_level level, char *msg, size_t msg_size)
 {
@@ -81,21 +87,46 @@ static void elog_begin(sbuf *b, elog_level level)
                 ts.tv_nsec / 1000000, names[level], (long)(elog_pid ? elog_pid : getpid()));
 }
 
-static void elog_end(sbuf *b)
+static void elog_write(const char *p, size_t n)
 {
-    sbuf_puts(b, "}\n");
-    if (b->oom)
-        return;
-    /* One write per line: O_APPEND keeps lines from all processes whole. */
     size_t off = 0;
-    while (off < b->len) {
-        ssize_t w = write(elog_fd, b->data + off, b->len - off);
+    while (off < n) {
+        ssize_t w = write(elog_fd, p + off, n - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             break;
         off += (size_t)w;
     }
+}
+
+void elog_hold(bool on)
+{
+    elog_flush();
+    elog_holding = on;
+}
+
+void elog_flush(void)
+{
+    elog_write(elog_held, elog_held_len);
+    elog_held_len = 0;
+}
+
+static void elog_end(sbuf *b, elog_level level)
+{
+    sbuf_puts(b, "}\n");
+    if (b->oom)
+        return;
+    if (elog_holding && level >= ELOG_INFO && b->len <= ELOG_HOLD_MAX) {
+        if (elog_held_len + b->len > ELOG_HOLD_MAX)
+            elog_flush();
+        memcpy(elog_held + elog_held_len, b->data, b->len);
+        elog_held_len += b->len;
+        return;
+    }
+    /* Whole lines per write: O_APPEND keeps lines from all processes whole. */
+    elog_flush();
+    elog_write(b->data, b->len);
 }
 
 void elog_fields(elog_level level, const char *msg, const elog_field *f, size_t n)
@@ -128,7 +159,7 @@ void elog_fields(elog_level level, const char *msg, const elog_field *f, size_t 
         case ELOG_T_BOOL: sbuf_puts(&b, f[i].i ? "true" : "false"); break;
         }
     }
-    elog_end(&b);
+    elog_end(&b, level);
     sbuf_free(&b);
 }
 

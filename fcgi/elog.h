@@ -1,8 +1,8 @@
 /* elog.h: JSON-lines logging for the master and the workers.
  *
- * Every line is one JSON object written with a single write(2) to a file
- * opened O_APPEND (or stderr), so lines from several processes never
- * interleave. Fields: ts (UTC, ms), level, pid, msg, then the caller's.
+ * Every line is one JSON object; whole lines go out with a single write(2)
+ * to a file opened O_APPEND (or stderr), so lines from several processes
+ * never interleave. Fields: ts (UTC, ms), level, pid, msg, then the caller's.
  * Process-global state: elog_open() in the master before fork; workers
  * inherit the descriptor. Not for use from signal handlers.
  */
@@ -35,6 +35,12 @@ int elog_open(const char *path, elog_level level, char *msg, size_t msg_size);
 void elog_close(void);
 /* Call in a forked child: the pid in each line is cached, not asked for. */
 void elog_after_fork(void);
+/* on: info and debug lines are held in memory (up to 4 KiB) and written
+ * together, with the next warning or error, or at elog_flush(): a write
+ * per request costs a system call. A process that holds lines flushes
+ * them before it waits; lines held when it dies are lost. off: flushes. */
+void elog_hold(bool on);
+void elog_flush(void);
 void elog_set_level(elog_level level);
 bool elog_enabled(elog_level level);
 /* "error", "warn", "info", "debug"; returns -1 when unknown. */

@@ -37,8 +37,10 @@ typedef struct {
 typedef struct {
     cfg *cfg;
     char *socket_path; /* what we bound, for unlink at exit */
+    char *status_path;
     char *pid_file;
     int listen_fd;
+    int status_fd; /* the status socket (cfg.h) */
     metrics *mx;
     long long started;
     master_child kids[MASTER_SLOTS];
@@ -76,28 +78,28 @@ static int master_mkdir_parent(const char *path, char *msg, size_t msg_size)
     return CORE_OK;
 }
 
-static int master_listen(const cfg *c, int *out, char *msg, size_t msg_size)
+static int master_listen(const cfg *c, const char *path, int *out, char *msg, size_t msg_size)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->socket);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
     struct stat st;
-    if (lstat(c->socket, &st) == 0) {
+    if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return core_errf(CORE_EIO, msg, msg_size, "%s exists and is not a socket",
-                             c->socket);
+                             path);
         /* A socket nobody answers on is left from a crash; a live one means
          * another pool, which we must not steal from. */
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
             close(probe);
             return core_errf(CORE_EIO, msg, msg_size, "another process is listening on %s",
-                             c->socket);
+                             path);
         }
         if (probe >= 0)
             close(probe);
-        unlink(c->socket);
+        unlink(path);
     }
-    if (master_mkdir_parent(c->socket, msg, msg_size) != CORE_OK)
+    if (master_mkdir_parent(path, msg, msg_size) != CORE_OK)
         return CORE_EIO;
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -111,13 +113,13 @@ static int master_listen(const cfg *c, int *out, char *msg, size_t msg_size)
     umask(old);
     if (rc != 0) {
         close(fd);
-        return core_errf(CORE_EIO, msg, msg_size, "bind %s: %s", c->socket, strerror(e));
+        return core_errf(CORE_EIO, msg, msg_size, "bind %s: %s", path, strerror(e));
     }
-    if (c->socket_group && chown(c->socket, (uid_t)-1, c->socket_gid) != 0) {
+    if (c->socket_group && chown(path, (uid_t)-1, c->socket_gid) != 0) {
         e = errno;
         goto fail;
     }
-    if (chmod(c->socket, c->socket_mode) != 0 || listen(fd, 256) != 0) {
+    if (chmod(path, c->socket_mode) != 0 || listen(fd, 256) != 0) {
         e = errno;
         goto fail;
     }
@@ -125,9 +127,9 @@ static int master_listen(const cfg *c, int *out, char *msg, size_t msg_size)
     return CORE_OK;
 fail:
     close(fd);
-    unlink(c->socket);
+    unlink(path);
     return core_errf(CORE_EIO, msg, msg_size, "setting up %s (group %s, mode %04o): %s",
-                     c->socket, c->socket_group ? c->socket_group : "unchanged", c->socket_mode,
+                     path, c->socket_group ? c->socket_group : "unchanged", c->socket_mode,
                      strerror(e));
 }
 
@@ -187,6 +189,7 @@ static int master_spawn(master_state *s)
                             .metrics = s->mx,
                             .slot = slot,
                             .listen_fd = s->listen_fd,
+                            .status_fd = s->status_fd,
                             .started = s->started};
         /* _exit: the master's atexit handlers and stdio buffers are not ours. */
         _exit(worker_main(&wp));
@@ -337,7 +340,7 @@ static void master_begin_stop(master_state *s, int sig)
 
 int master_run(cfg *c)
 {
-    master_state s = {.cfg = c, .listen_fd = -1, .started = (long long)time(NULL)};
+    master_state s = {.cfg = c, .listen_fd = -1, .status_fd = -1, .started = (long long)time(NULL)};
     char msg[512];
     int status = 1;
     bool pid_written = false;
@@ -358,9 +361,10 @@ int master_run(cfg *c)
         goto out;
     }
     s.socket_path = strdup(c->socket);
+    s.status_path = strdup(c->status_socket);
     s.pid_file = c->pid_file ? strdup(c->pid_file) : NULL;
     s.mx = metrics_create(MASTER_SLOTS);
-    if (!s.socket_path || (c->pid_file && !s.pid_file) || !s.mx) {
+    if (!s.socket_path || !s.status_path || (c->pid_file && !s.pid_file) || !s.mx) {
         elog_msg(ELOG_ERROR, "out of memory at start");
         goto out;
     }
@@ -373,10 +377,16 @@ int master_run(cfg *c)
         }
         pid_written = true;
     }
-    if (master_listen(c, &s.listen_fd, msg, sizeof(msg)) != CORE_OK) {
+    if (master_listen(c, c->socket, &s.listen_fd, msg, sizeof(msg)) != CORE_OK) {
         elog_ev(ELOG_ERROR, "cannot start", ELOG_S("error", msg));
         free(s.socket_path);
         s.socket_path = NULL;
+        goto out;
+    }
+    if (master_listen(c, c->status_socket, &s.status_fd, msg, sizeof(msg)) != CORE_OK) {
+        elog_ev(ELOG_ERROR, "cannot start", ELOG_S("error", msg));
+        free(s.status_path);
+        s.status_path = NULL;
         goto out;
     }
     metrics_set_configured(s.mx, c->workers);
@@ -427,11 +437,16 @@ int master_run(cfg *c)
 out:
     if (s.listen_fd >= 0)
         close(s.listen_fd);
+    if (s.status_fd >= 0)
+        close(s.status_fd);
     if (s.socket_path)
         unlink(s.socket_path);
+    if (s.status_path)
+        unlink(s.status_path);
     if (pid_written)
         unlink(s.pid_file);
     free(s.socket_path);
+    free(s.status_path);
     free(s.pid_file);
     metrics_destroy(s.mx);
     cfg_free(s.cfg);

@@ -116,6 +116,12 @@ void metrics_request_begin(metrics *m, int slot)
         MX_ADD(m->slots[slot].in_flight, 1);
 }
 
+void metrics_request_drop(metrics *m, int slot)
+{
+    if (slot >= 0 && slot < m->n_slots)
+        MX_ADD(m->slots[slot].in_flight, -1);
+}
+
 static int metrics_status_index(int status)
 {
     for (int i = 0; i < METRICS_N_STATUS - 1; i++)

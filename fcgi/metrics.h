@@ -66,6 +66,9 @@ void metrics_count_reload(metrics *m);
 void metrics_set_model_loaded(metrics *m, int slot, bool loaded);
 void metrics_request_begin(metrics *m, int slot);
 void metrics_request_end(metrics *m, int slot, const metrics_sample *s);
+/* Ends a request begun here and counted elsewhere (deferred to the main
+ * socket): only the in-flight gauge changes. */
+void metrics_request_drop(metrics *m, int slot);
 
 /* Readers (any process). */
 typedef struct {

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -332,9 +333,25 @@ static int npu_wait_turn(npu *n, uint64_t deadline, npu_grant *g)
     }
 }
 
+/* This process's pid, kept current across fork() by an atfork handler:
+ * every call checks that the handle was opened here (a forked copy must not
+ * use it), and getpid() is a system call. */
+static pid_t npu_self;
+
+static void npu_after_fork(void)
+{
+    npu_self = getpid();
+}
+
+static void npu_self_init(void)
+{
+    npu_self = getpid();
+    pthread_atfork(NULL, NULL, npu_after_fork);
+}
+
 static int npu_check(const npu *n)
 {
-    return n && n->pid == getpid() && n->shm ? CORE_OK : CORE_EINVAL;
+    return n && n->pid == npu_self && n->shm ? CORE_OK : CORE_EINVAL;
 }
 
 /* ---- public ---------------------------------------------------------------- */
@@ -653,7 +670,9 @@ int npu_open(const npu_params *p, npu **out, char *msg, size_t msg_size)
     n->p = *p;
     n->fd = -1;
     n->slot = -1;
-    n->pid = getpid();
+    static pthread_once_t npu_once = PTHREAD_ONCE_INIT;
+    pthread_once(&npu_once, npu_self_init);
+    n->pid = npu_self;
     int rc = CORE_OK;
     n->path = strdup(p->lock_path);
     if (!n->path) {
@@ -683,7 +702,7 @@ void npu_close(npu *n)
 {
     if (!n)
         return;
-    if (n->shm && n->pid == getpid() && n->slot >= 0) {
+    if (n->shm && n->pid == npu_self && n->slot >= 0) {
         npu_qlock(n);
         if (n->held)
             npu_drop(n, npu_now_ns());

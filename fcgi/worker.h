@@ -20,6 +20,7 @@ typedef struct {
     metrics *metrics;
     int slot;       /* this worker's metrics slot */
     int listen_fd;  /* the FastCGI socket, non-blocking */
+    int status_fd;  /* the status socket (cfg.h), non-blocking; -1: none */
     long long started; /* Unix seconds the pool started ("created" in /v1/models) */
 } worker_params;
 

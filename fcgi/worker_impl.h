@@ -40,6 +40,7 @@ typedef struct {
     sbuf body;  /* response body */
     sbuf chunk; /* one SSE event */
     health_probe *probe; /* NULL: the kernel cannot count the backlog */
+    long long backlog, backlog_us; /* the probe's last answer and when (0: none) */
     npu *npu;            /* NULL: no arbiter (it failed to open) */
     budget *budget;      /* NULL: budgets disabled or failed to open */
     cache *cache;        /* NULL: cache disabled or failed to open */
@@ -66,6 +67,9 @@ typedef struct {
     long long gen_us;
     bool stream, deadline_hit, disconnected;
     bool headers_sent;
+    bool status_lane; /* came over the status socket (see worker_route) */
+    bool defer;       /* status lane chat: anything but a cache hit is deferred */
+    bool deferred;    /* answered WORKER_DEFER_STATUS: not logged, not counted */
     char error[320]; /* short reason for the log ("" = none) */
     const char *xcache;  /* X-Cache value; NULL: none */
     char cache_key[65];  /* X-Cache-Key (for a purge by key); "": none */
@@ -75,6 +79,14 @@ typedef struct {
     bool has_npu_wait;
     long long npu_wait_us;
 } worker_req;
+
+/* The status lane answers a chat request only from the response cache;
+ * for anything else it answers this status, which nginx turns into the
+ * same request to the main socket (error_page 421 = @edgegate_chat), where
+ * it is served from the start. worker_headers() sends it in place of any
+ * other status once q->defer is set, so errors too come from the main
+ * socket, whole. 421: Misdirected Request. */
+#define WORKER_DEFER_STATUS 421
 
 /* Monotonic microseconds. */
 long long worker_now_us(void);

@@ -7,7 +7,7 @@
  *
  * Usage: bench_quant_legacy [runs [type [isa]]]
  *   runs: median of that many timed runs (default 7); type ("q4_0") and isa
- *   ("avx2") restrict the table.
+ *   ("avx2", "avx512") restrict the table.
  * Run it pinned and alone, e.g. `taskset -c 1 build/bench/bench_quant_legacy`.
  */
 #include <stdint.h>
@@ -104,7 +104,7 @@ int main(int argc, char **argv)
         runs = 1;
     const char *only_type = argc > 2 ? argv[2] : NULL, *only_isa = argc > 3 ? argv[3] : NULL;
     const int types[] = {QT_Q8_0, QT_Q4_0, QT_Q5_0};
-    const char *isas[] = {"scalar", "avx2"};
+    const char *isas[] = {"scalar", "avx2", "avx512"};
     const struct { int64_t rows, k, n_act; } shapes[] = {
         {4864, 896, 1}, {896, 4864, 1}, {151936, 896, 1}, {4864, 896, 128}, {896, 4864, 128},
     };
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
             if (only_type && strcmp(only_type, quant_traits_of(type)->name))
                 continue;
             void *w = bq_weights(type, shapes[si].rows, shapes[si].k);
-            for (size_t ii = 0; ii < 2; ii++) {
+            for (size_t ii = 0; ii < sizeof(isas) / sizeof(isas[0]); ii++) {
                 if (only_isa && strcmp(only_isa, isas[ii]))
                     continue;
                 const quant_kernels *ks = quant_kernels_for(isas[ii]);

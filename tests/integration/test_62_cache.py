@@ -5,6 +5,7 @@ cached, the key covers sampling parameters and the client, and the admin
 purge works by each selector with counts, visible in the stats."""
 
 import json
+import time
 import uuid
 
 import pytest
@@ -66,6 +67,29 @@ def test_miss_then_hit_same_answer(cache_stack):
     s1 = stats(st)
     assert s1["hits"] == s0["hits"] + 1 and s1["misses"] == s0["misses"] + 1
     assert s1["puts"] == s0["puts"] + 1 and s1["entries"] >= 1
+
+
+def chat_200s(st):
+    text = st.session.get(st.url + "/metrics", timeout=10).text
+    line = 'edgegate_requests_total{endpoint="chat",status="200"} '
+    return sum(int(x[len(line):]) for x in text.splitlines() if x.startswith(line))
+
+
+def test_each_request_is_counted_and_logged_once(cache_stack):
+    """Chat goes to the status socket first and, unless it is a hit, on to
+    the main socket: still one request in the metrics and in the log."""
+    st = cache_stack
+    before = chat_200s(st)
+    m = msgs()
+    ids = [chat(st, m).headers["X-Request-Id"] for _ in range(2)]   # a miss, then a hit
+    assert chat_200s(st) == before + 2
+    for rid in ids:
+        for _ in range(50):
+            lines = [x for x in st.log("edgegate.log").splitlines() if rid in x]
+            if lines:
+                break
+            time.sleep(0.1)
+        assert len(lines) == 1, lines
 
 
 def test_hit_streamed_as_sse(cache_stack):

@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import requests
+
 from conftest import ROOT, assert_api_error
 
 
@@ -66,6 +68,78 @@ def set_conf(path, key, value):
     with open(path, "w") as f:
         f.write(new)
     return text
+
+
+def status_connections(st):
+    """Open connections to the stack's status socket (ss lists the pool's end
+    of each with the socket's path)."""
+    path = os.path.join(st.dir, "run", "edgegate.sock.status")
+    out = subprocess.run(["ss", "-x", "-H", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout
+    return sum(path in line.split() for line in out.splitlines())
+
+
+def test_status_connections_are_kept_open(stack):
+    """/health, /v1/models and /metrics reach the pool over connections nginx
+    keeps open to the status socket; with a connection per request none
+    would be left once the requests are answered."""
+    for path in ("/health", "/v1/models", "/metrics", "/health"):
+        assert stack.get(path).status_code == 200
+    assert status_connections(stack) > 0, "no connection is kept open to the status socket"
+
+
+def test_worker_lets_status_connections_go_before_it_generates(slow_stack):
+    """With its kept connections open, a worker taking a chat request would
+    leave nginx free to send /health down one of them, to wait behind the
+    whole generation: it closes them first."""
+    s = slow_stack
+    for _ in range(4):
+        assert s.get("/health").status_code == 200
+    assert status_connections(s) > 0
+    r = s.post("/v1/chat/completions",
+               {"model": s.model, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+               headers={"Cache-Control": "no-cache"})
+    assert r.status_code == 200, r.text
+    end = time.monotonic() + 5
+    while status_connections(s) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert status_connections(s) == 0, "the worker kept its status connections while generating"
+
+
+def test_status_requests_survive_workers_starting_generations(stack):
+    """Before a worker generates it closes the status connections it keeps;
+    a /health that nginx sends on one of them just then is sent again on a
+    new connection, never lost."""
+    results, stop = [], threading.Event()
+
+    def poll():
+        s = requests.Session()
+        s.trust_env, s.verify = False, stack.ca
+        while not stop.is_set():
+            try:
+                results.append(s.get(stack.url + "/health", timeout=30).status_code)
+            except Exception as e:   # noqa: BLE001 -- recorded, asserted below
+                results.append(repr(e))
+        s.close()
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        chats = []
+        for i in range(20):
+            r = stack.post("/v1/chat/completions",
+                           {"model": stack.model, "max_tokens": 2,
+                            "messages": [{"role": "user", "content": f"Hello {i}"}]},
+                           headers={"Cache-Control": "no-cache"})
+            chats.append(r.status_code)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert chats == [200] * 20, chats
+    assert len(results) >= 20, results
+    assert all(x == 200 for x in results), [x for x in results if x != 200][:10]
 
 
 def test_pool_sighup_reloads_config_without_dropping_requests(stack):

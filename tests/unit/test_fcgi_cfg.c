@@ -318,7 +318,11 @@ static void test_semantics(void **state)
                "client id 'a' is used twice");
     expect_bad("socket = \"/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\";\n" MODELS,
-               1, "longer than 107 bytes");
+               1, "longer than 100 bytes");
+    /* 101 bytes: fits sun_path, but the status socket (+".status") would not */
+    expect_bad("socket = \"/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\";\n" MODELS,
+               1, "longer than 100 bytes");
 }
 
 static void test_missing_file(void **state)
