@@ -77,14 +77,25 @@ int elog_level_parse(const char *s, elog_level *out)
 static void elog_begin(sbuf *b, elog_level level)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
+    /* the date and time change once a second: format them then */
+    static time_t elog_sec = -1;
+    static char elog_when[40];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[40];
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    sbuf_printf(b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%ld", when,
-                ts.tv_nsec / 1000000, names[level], (long)(elog_pid ? elog_pid : getpid()));
+    if (ts.tv_sec != elog_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(elog_when, sizeof(elog_when), "{\"ts\":\"%Y-%m-%dT%H:%M:%S.", &tm);
+        elog_sec = ts.tv_sec;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    char frac[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 0};
+    sbuf_puts(b, elog_when);
+    sbuf_puts(b, frac);
+    sbuf_puts(b, "Z\",\"level\":\"");
+    sbuf_puts(b, names[level]);
+    sbuf_puts(b, "\",\"pid\":");
+    sbuf_put_int(b, (long long)(elog_pid ? elog_pid : getpid()));
 }
 
 static void elog_write(const char *p, size_t n)
@@ -149,7 +160,7 @@ void elog_fields(elog_level level, const char *msg, const elog_field *f, size_t 
             else
                 sbuf_puts(&b, "null");
             break;
-        case ELOG_T_INT: sbuf_printf(&b, "%lld", f[i].i); break;
+        case ELOG_T_INT: sbuf_put_int(&b, f[i].i); break;
         case ELOG_T_DBL:
             if (isfinite(f[i].d))
                 sbuf_printf(&b, "%.6g", f[i].d);

@@ -345,12 +345,10 @@ void embed_handle(worker_state *w, worker_req *q)
 
     bool cacheable = w->cache && !worker_no_cache(q);
     q->xcache = cacheable ? "MISS" : "BYPASS";
-    worker_set_hdr(q);
     cache_key key;
     if (cacheable) {
         embed_cache_key(w, q, mi, &rq, &key);
         cache_key_hex(&key, q->cache_key);
-        worker_set_hdr(q);
         bool hit = false;
         cache_info ci;
         int rc = cache_get(w->cache, &key, &hit, &ci, &w->cachebody);

@@ -536,12 +536,10 @@ void qa_handle(worker_state *w, worker_req *q, long long t0)
     uint64_t version = ks.version;
     bool cacheable = w->cache && !worker_no_cache(q);
     q->xcache = cacheable ? "MISS" : "BYPASS";
-    worker_set_hdr(q);
     cache_key key;
     if (cacheable) {
         qa_cache_key(w, q, mi, &rq, max_tokens, version, &key);
         cache_key_hex(&key, q->cache_key);
-        worker_set_hdr(q);
         bool hit = false;
         cache_info info;
         rc = cache_get(w->cache, &key, &hit, &info, &w->cachebody);
@@ -562,7 +560,6 @@ void qa_handle(worker_state *w, worker_req *q, long long t0)
         version = res.version;
         qa_cache_key(w, q, mi, &rq, max_tokens, version, &key);
         cache_key_hex(&key, q->cache_key);
-        worker_set_hdr(q);
     }
 
     /* Nothing relevant: say so, without the model, the NPU or a token. */

@@ -73,6 +73,18 @@ int sbuf_putc(sbuf *b, char c)
     return sbuf_put(b, &c, 1);
 }
 
+int sbuf_put_int(sbuf *b, long long v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return sbuf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 int sbuf_printf(sbuf *b, const char *fmt, ...)
 {
     va_list ap;

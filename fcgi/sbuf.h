@@ -26,5 +26,6 @@ int sbuf_put(sbuf *b, const void *p, size_t n);
 int sbuf_puts(sbuf *b, const char *s);
 int sbuf_putc(sbuf *b, char c);
 int sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sbuf_put_int(sbuf *b, long long v); /* decimal, like "%lld" without printf's cost */
 
 #endif

@@ -602,12 +602,10 @@ void vision_detect(worker_state *w, worker_req *q, long long t0)
     /* The cache: keyed by the encoded bytes, so a hit skips decoding too. */
     bool cacheable = w->cache && !worker_no_cache(q);
     q->xcache = cacheable ? "MISS" : "BYPASS";
-    worker_set_hdr(q);
     cache_key key;
     if (cacheable) {
         vision_key(w, q, vi, &r, r.image, r.image_len, &key);
         cache_key_hex(&key, q->cache_key);
-        worker_set_hdr(q);
         bool hit = false;
         rc = cache_get(w->cache, &key, &hit, NULL, &w->cachebody);
         if (rc != CORE_OK) {
@@ -616,7 +614,6 @@ void vision_detect(worker_state *w, worker_req *q, long long t0)
         } else if (hit) {
             /* Vision spends no tokens: a hit costs nothing either. */
             q->xcache = "HIT";
-            worker_set_hdr(q);
             vision_reply(w, q, model, &w->cachebody, 0, 0, 0);
             return;
         }

@@ -159,6 +159,26 @@ int worker_flush(worker_req *q)
 }
 
 /* extra: more header lines, each ending in \r\n (or NULL). */
+/* X-Cache, X-Cache-Key and the quota (OpenAI's rate-limit header names;
+ * left out when no limit applies) into h; returns the length. */
+static size_t worker_req_hdr(const worker_req *q, char *h, size_t size)
+{
+    size_t n = 0;
+    if (q->xcache)
+        n += (size_t)snprintf(h, size, "X-Cache: %s\r\n", q->xcache);
+    if (q->cache_key[0] && n < size)
+        n += (size_t)snprintf(h + n, size - n, "X-Cache-Key: %s\r\n", q->cache_key);
+    if (q->has_quota && q->quota.limit >= 0 && n < size) {
+        char reset[48];
+        budget_format_reset(q->quota.reset_s, reset, sizeof(reset));
+        n += (size_t)snprintf(h + n, size - n,
+                              "x-ratelimit-limit-tokens: %lld\r\nx-ratelimit-remaining-tokens: "
+                              "%lld\r\nx-ratelimit-reset-tokens: %s\r\n",
+                              q->quota.limit, q->quota.remaining, reset);
+    }
+    return n < size ? n : size;
+}
+
 int worker_headers(worker_req *q, int status, const char *type, long long length,
                    const char *extra)
 {
@@ -167,8 +187,10 @@ int worker_headers(worker_req *q, int status, const char *type, long long length
         q->deferred = true;
     }
     char h[2048];
-    int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n%s",
-                     status, worker_reason(status), type, q->req_id, q->hdr);
+    int n = snprintf(h, sizeof(h), "Status: %d %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n",
+                     status, worker_reason(status), type, q->req_id);
+    if (n > 0 && (size_t)n < sizeof(h))
+        n += (int)worker_req_hdr(q, h + n, sizeof(h) - (size_t)n);
     if (length >= 0 && n > 0 && (size_t)n < sizeof(h))
         n += snprintf(h + n, sizeof(h) - (size_t)n, "Content-Length: %lld\r\n", length);
     if (extra && n > 0 && (size_t)n < sizeof(h))
@@ -182,32 +204,10 @@ int worker_headers(worker_req *q, int status, const char *type, long long length
     return worker_put(q, h, (size_t)n);
 }
 
-/* q->hdr from q->xcache and q->quota (OpenAI's rate-limit header names;
- * left out when no limit applies). */
-void worker_set_hdr(worker_req *q)
-{
-    size_t n = 0;
-    q->hdr[0] = '\0';
-    if (q->xcache)
-        n += (size_t)snprintf(q->hdr, sizeof(q->hdr), "X-Cache: %s\r\n", q->xcache);
-    if (q->cache_key[0] && n < sizeof(q->hdr))
-        n += (size_t)snprintf(q->hdr + n, sizeof(q->hdr) - n, "X-Cache-Key: %s\r\n",
-                              q->cache_key);
-    if (q->has_quota && q->quota.limit >= 0 && n < sizeof(q->hdr)) {
-        char reset[48];
-        budget_format_reset(q->quota.reset_s, reset, sizeof(reset));
-        snprintf(q->hdr + n, sizeof(q->hdr) - n,
-                 "x-ratelimit-limit-tokens: %lld\r\nx-ratelimit-remaining-tokens: %lld\r\n"
-                 "x-ratelimit-reset-tokens: %s\r\n",
-                 q->quota.limit, q->quota.remaining, reset);
-    }
-}
-
 void worker_set_quota(worker_req *q, const budget_quota *bq)
 {
     q->quota = *bq;
     q->has_quota = true;
-    worker_set_hdr(q);
 }
 
 void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
@@ -535,7 +535,6 @@ int worker_charge_hit(worker_state *w, worker_req *q, const cache_info *info)
         worker_settle(w, q, &res, true, cost);
     }
     q->xcache = "HIT";
-    worker_set_hdr(q);
     return 0;
 }
 
@@ -810,12 +809,10 @@ static void worker_chat(worker_state *w, worker_req *q, long long t0)
     /* Response cache: only answers that a repeat would reproduce. */
     bool cacheable = w->cache && (rq.temperature == 0 || rq.has_seed) && !worker_no_cache(q);
     q->xcache = cacheable ? "MISS" : "BYPASS";
-    worker_set_hdr(q);
     cache_key key;
     if (cacheable) {
         worker_chat_key(w, q, mi, &rq, prompt, plen, max_tokens, &key);
         cache_key_hex(&key, q->cache_key);
-        worker_set_hdr(q);
         bool hit = false;
         cache_info info;
         rc = (q->defer ? cache_get_hit : cache_get)(w->cache, &key, &hit, &info, &w->cachebody);

@@ -75,7 +75,6 @@ typedef struct {
     char cache_key[65];  /* X-Cache-Key (for a purge by key); "": none */
     bool has_quota;      /* quota: what the x-ratelimit-*-tokens headers say */
     budget_quota quota;
-    char hdr[512];       /* extra header lines of every response to this request */
     bool has_npu_wait;
     long long npu_wait_us;
 } worker_req;
@@ -99,9 +98,6 @@ int worker_headers(worker_req *q, int status, const char *type, long long length
                    const char *extra);
 /* The x-ratelimit-*-tokens headers of every later reply to q. */
 void worker_set_quota(worker_req *q, const budget_quota *bq);
-/* Rebuilds q->hdr (X-Cache, X-Cache-Key, quota) after q->xcache or
- * q->cache_key changed. */
-void worker_set_hdr(worker_req *q);
 /* The whole reply: headers (extra: more header lines, each ending CRLF)
  * and body; a body that ran out of memory is a JSON 500 instead. */
 void worker_send(worker_req *q, int status, const char *type, const sbuf *body,
